@@ -1,0 +1,1 @@
+"""hookledger: receive exchange and payment callbacks, apply them exactly once to a ledger."""

@@ -1,0 +1,250 @@
+"""The ``hookledger`` command.
+
+    hookledger up            start web, worker and sweeper on embedded defaults
+    hookledger web           the HTTP edge (uvicorn)
+    hookledger worker        one RQ worker on the events queue
+    hookledger sweeper       the periodic sweep that re-queues unfinished events
+    hookledger reconcile     one sweep now, reporting what it re-queued
+    hookledger check-config  validate the configuration and exit
+    hookledger init-db       create missing tables
+    hookledger sample        print a signed sample request for a source
+
+Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.settings import ConfigError, Settings, load_settings
+
+VAR_DIR = Path("var")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"hookledger: configuration error\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def cmd_check_config(_args: argparse.Namespace) -> int:
+    settings = _settings()
+    print(f"config OK: {settings.config_path}")
+    for name, source in sorted(settings.sources.items()):
+        print(f"  source {name}: kind={source.kind} auth={source.auth} account={source.account_id}")
+    print(f"  database: {_redact_url(settings.database_url)}")
+    print(f"  redis: {_redact_url(settings.redis_url) if settings.redis_url else '(resolved at start)'}")
+    return 0
+
+
+def _redact_url(url: str) -> str:
+    from sqlalchemy.engine.url import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - best effort for display only
+        return "(unparseable url)"
+
+
+def cmd_init_db(_args: argparse.Namespace) -> int:
+    from app.store.db import make_engine
+    from app.store.models import create_all
+
+    settings = _settings()
+    create_all(make_engine(settings.database_url))
+    print(f"tables ready in {_redact_url(settings.database_url)}")
+    return 0
+
+
+def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+    from workers.runtime import build_runtime, set_runtime
+
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    return runtime
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _settings()  # fail fast, with the key named, before uvicorn imports the app
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=False,  # X-Forwarded-For is judged by server.trusted_proxies, not uvicorn
+        access_log=False,
+        log_config=None,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from app.logging import configure_logging
+    from app.store.queue import make_queue
+
+    configure_logging()
+    runtime = _runtime(_settings())
+    queue = make_queue(runtime.redis, runtime.settings.processing.queue)
+    worker = SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer)
+    worker.work(burst=args.burst, logging_level=os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO"))
+    return 0
+
+
+def cmd_sweeper(args: argparse.Namespace) -> int:
+    from app.logging import configure_logging
+    from workers.sweeper import run_forever
+
+    configure_logging()
+    run_forever(_runtime(_settings()), interval_s=args.interval)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from workers.sweeper import sweep_once
+
+    runtime = _runtime(_settings())
+    result = sweep_once(runtime, stale_after_s=args.older_than)
+    print(
+        f"reconcile: {result.due} unfinished event(s) due, {len(result.requeued)} re-queued, "
+        f"{result.still_queued} already waiting in the queue"
+    )
+    for event_id in result.requeued:
+        print(f"  re-queued {event_id}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from app.samples import sample_curl
+
+    settings = _settings()
+    names = [args.source] if args.source else sorted(settings.sources)
+    for name in names:
+        source = settings.sources.get(name)
+        if source is None:
+            print(f"hookledger: no source named {name!r}", file=sys.stderr)
+            return 2
+        print(f"# {name} ({source.kind}, auth {source.auth})")
+        print(sample_curl(name, source, args.url))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from app.redis_embedded import resolve
+    from app.samples import sample_curl
+
+    settings = _settings()
+    VAR_DIR.mkdir(exist_ok=True)
+    redis_url, redis_proc = resolve(settings.redis_url, VAR_DIR)
+    env = {**os.environ, "HOOKLEDGER_REDIS_URL": redis_url}
+    exe = [sys.executable, "-m", "app.cli"]
+    procs: list[subprocess.Popen[bytes]] = []
+    procs.append(subprocess.Popen([*exe, "init-db"], env=env))
+    procs[0].wait()
+    procs = [
+        subprocess.Popen([*exe, "web", "--host", args.host, "--port", str(args.port)], env=env),
+        *(subprocess.Popen([*exe, "worker"], env=env) for _ in range(args.workers)),
+        subprocess.Popen([*exe, "sweeper"], env=env),
+    ]
+    base = f"http://{args.host}:{args.port}"
+    _wait_http(f"{base}/healthz", 20)
+    print(f"\nhookledger is up: {base}  (config: {settings.config_path})")
+    print(f"  database: {_redact_url(settings.database_url)}")
+    print(f"  redis:    {redis_url}{'  (private, data in var/redis)' if redis_proc else ''}")
+    print(f"  {args.workers} worker(s) and the sweeper are running. Ctrl-C stops everything.\n")
+    print("Try a signed sample callback (run it twice: the second answer is a duplicate):\n")
+    for name, source in sorted(settings.sources.items()):
+        if source.auth != "none":
+            print(sample_curl(name, source, base))
+            print()
+            break
+    stop = False
+
+    def _stop(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop and all(p.poll() is None for p in procs):
+        time.sleep(0.5)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if redis_proc is not None:
+        redis_proc.terminate()
+        redis_proc.wait(timeout=15)
+    return 0
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            time.sleep(0.2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookledger", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("check-config", help="validate the configuration").set_defaults(func=cmd_check_config)
+    sub.add_parser("init-db", help="create missing tables").set_defaults(func=cmd_init_db)
+    p = sub.add_parser("web", help="run the HTTP edge")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.set_defaults(func=cmd_web)
+    p = sub.add_parser("worker", help="run one RQ worker")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("sweeper", help="re-queue unfinished events periodically")
+    p.add_argument("--interval", type=float, default=None, help="seconds between sweeps")
+    p.set_defaults(func=cmd_sweeper)
+    p = sub.add_parser("reconcile", help="re-queue unfinished events now")
+    p.add_argument(
+        "--older-than", type=float, default=0.0, metavar="SECONDS",
+        help="only events last queued at least this long ago (default 0: all unfinished)",
+    )
+    p.set_defaults(func=cmd_reconcile)
+    p = sub.add_parser("sample", help="print a signed sample request")
+    p.add_argument("--source", default=None)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("up", help="start web, worker and sweeper on embedded defaults")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.set_defaults(func=cmd_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Exact, bounded JSON parsing of callback bodies.
+
+orjson would turn ``0.1`` into a float, so bodies are parsed with the standard library's
+scanner with ``parse_float=Decimal``: every JSON number with a fraction or exponent becomes an
+exact ``Decimal``, integers stay ``int``. NaN and Infinity are refused, numbers longer than
+``MAX_NUMBER_CHARS`` are refused before conversion (no 10k-digit int parsing), and nesting that
+exhausts the recursion limit is refused, all as ``BadRequest``.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.domain.errors import BadRequest
+
+MAX_NUMBER_CHARS = 64
+MAX_DEPTH = 64
+
+
+def _parse_float(text: str) -> Decimal:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadRequest(f"JSON number longer than {MAX_NUMBER_CHARS} characters")
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the scanner only hands over numbers
+        raise BadRequest("invalid JSON number") from exc
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadRequest(f"JSON number longer than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _parse_constant(name: str) -> Any:
+    raise BadRequest(f"JSON constant {name} is not allowed")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Return the nesting depth of ``value``, stopping early once it passes ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def decode_text(body: bytes) -> str:
+    """Return ``body`` as text; raise ``BadRequest`` when it is not UTF-8."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})") from exc
+
+
+def loads_exact(body: bytes | str) -> Any:
+    """Parse JSON with exact decimals. Raises ``BadRequest`` for anything that is not sane JSON."""
+    text = decode_text(body) if isinstance(body, bytes) else body
+    # Cheap pre-check: a body that cannot be shallow enough is refused before recursion.
+    if text.count("[") + text.count("{") > 10 * MAX_DEPTH and _looks_deep(text):
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        value = json.loads(
+            text,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+            parse_constant=_parse_constant,
+        )
+    except BadRequest:
+        raise
+    except RecursionError as exc:
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except ValueError as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from exc
+    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _looks_deep(text: str) -> bool:
+    """True when brackets outside strings nest deeper than ``MAX_DEPTH`` (a linear scan)."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False

@@ -1,0 +1,53 @@
+"""structlog set-up, once per process: JSON lines, or a readable console on a terminal.
+
+Context (event id, job id, source) is bound through contextvars. Nothing here ever logs a
+request body, a header value, a secret or a signature: callers pass ids and error class names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_configured = False
+
+
+def configure_logging(*, level: str | None = None, json: bool | None = None) -> None:
+    """Configure structlog and route the standard library's loggers (uvicorn, rq) through it."""
+    global _configured  # noqa: PLW0603 - configure once per process
+    if _configured:
+        return
+    level = (level or os.environ.get("HOOKLEDGER_LOG_LEVEL") or "INFO").upper()
+    if json is None:
+        json = os.environ.get("HOOKLEDGER_LOG_FORMAT", "").lower() != "console" and not sys.stderr.isatty()
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    _configured = True

@@ -1,0 +1,100 @@
+"""The ASGI application: ``create_app(settings)``; ``app.main:app`` builds it on first access.
+
+No engine or client is created at import time: they are opened in the lifespan and closed
+after it, and the settings are loaded (and validated) once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis import Redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.ingest import Ingestor
+from app.logging import configure_logging
+from app.responses import json_response
+from app.routes.health import healthz, readyz
+from app.routes.hooks import receive_hook
+from app.settings import Settings, load_settings
+from app.store.db import make_engine
+from app.store.dedupe import Dedupe
+from app.store.models import create_all
+from app.store.queue import make_queue
+
+log = structlog.get_logger(__name__)
+
+
+def redis_url(settings: Settings) -> str:
+    from app.settings import DEFAULT_REDIS_URL
+
+    return settings.redis_url or DEFAULT_REDIS_URL
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the web application for ``settings`` (loaded from the environment if omitted)."""
+    configure_logging()
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, pool_size=10)
+        create_all(engine)
+        url = redis_url(settings)
+        async_client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        sync_client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        app.state.engine = engine
+        app.state.aioredis = async_client
+        app.state.ingestor = Ingestor(
+            engine=engine,
+            dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
+            redis=sync_client,
+            queue=make_queue(sync_client, settings.processing.queue),
+            job_timeout_s=settings.processing.job_timeout_s,
+        )
+        log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
+        try:
+            yield
+        finally:
+            await async_client.aclose()
+            sync_client.close()
+            engine.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/hooks/{source}", receive_hook, methods=["POST"]),
+            Route("/hooks/{source}/{token}", receive_hook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return json_response({"error": code, "message": exc.detail}, exc.status_code)
+
+
+async def _server_error(_request: Request, exc: Exception) -> Response:
+    log.error("web.unhandled_error", error=type(exc).__name__)
+    return json_response({"error": "internal", "message": "internal error"}, 500)
+
+
+def __getattr__(name: str) -> Any:
+    # ``uvicorn app.main:app`` asks for the attribute: build the app then, not at import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

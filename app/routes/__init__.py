@@ -1,0 +1,1 @@
+"""HTTP routes: thin adapters from Starlette requests to the services."""

@@ -1,0 +1,38 @@
+"""``/healthz`` (the process is up) and ``/readyz`` (database and Redis answer)."""
+
+from __future__ import annotations
+
+from anyio import to_thread
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.responses import json_response
+
+
+async def healthz(_request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    checks: dict[str, str] = {}
+    engine = request.app.state.engine
+
+    def ping_db() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await to_thread.run_sync(ping_db)
+        checks["database"] = "ok"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await request.app.state.aioredis.ping()
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return json_response({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

@@ -1,0 +1,85 @@
+"""``POST /hooks/{source}`` and ``POST /hooks/{source}/{token}``: inbound callbacks.
+
+Checks run cheapest first and never read more than ``max_body_bytes``: unknown source (404),
+client address (403), declared length (413), content type (415), the bounded body (413), the
+signature over those exact bytes (401), then parsing (400) and the schema (422).
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from app.domain.errors import BadRequest, Forbidden, HookError, TooLarge, UnknownSource
+from app.domain.netaddr import client_address, in_networks
+from app.domain.sources import check_media_type
+from app.ingest import Ingestor, authenticate
+from app.responses import json_response
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Return the body, refusing with ``TooLarge`` as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BadRequest("Content-Length must be a number")
+        if int(declared) > limit:
+            raise TooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive_hook(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    ingestor: Ingestor = request.app.state.ingestor
+    name = request.path_params["source"]
+    token = request.path_params.get("token")
+    source = settings.sources.get(name)
+    structlog.contextvars.bind_contextvars(source=name)
+    try:
+        if source is None:
+            raise UnknownSource(f"no source named {name!r}")
+        peer = request.client.host if request.client else None
+        client = client_address(
+            peer, request.headers.get("x-forwarded-for"), settings.server.trusted_proxies
+        )
+        if source.allow_ips and not in_networks(client, source.allow_ips):
+            raise Forbidden(f"client address {client} is not allowed for source {name!r}")
+        if token is not None and source.auth != "token":
+            raise UnknownSource(f"source {name!r} does not take a token in the path")
+        media = check_media_type(source.kind, request.headers.get("content-type"))
+        body = await read_body(request, settings.server.max_body_bytes)
+        now = time.time()
+        authenticate(source, body, request.headers, token, now)
+        outcome = await ingestor.receive(
+            source_name=name,
+            source=source,
+            body=body,
+            media=media,
+            headers=request.headers,
+            client_ip=str(client) if client else None,
+            now=now,
+        )
+    except HookError as exc:
+        log.info("hook.rejected", status=exc.status, reason=exc.code, message=exc.message)
+        return json_response(exc.body(), exc.status)
+    except ClientDisconnect:
+        log.info("hook.client_disconnected")
+        return json_response({"error": "bad_request", "message": "client disconnected"}, 400)
+    finally:
+        structlog.contextvars.unbind_contextvars("source")
+    log.info("hook.received", source=name, status=outcome.status, event_id=outcome.event_id)
+    return json_response({"status": outcome.status, "event_id": outcome.event_id}, 200)
+

@@ -1,0 +1,277 @@
+"""Typed settings: environment (and ``.env``) plus the TOML config, validated once at start-up.
+
+``load_settings()`` returns one ``Settings`` object that every process builds once and passes
+in. Any problem raises ``ConfigError`` whose message names the offending key, e.g.
+``sources.htx-main.auth: Input should be 'hmac-sha256', ...``. ``"${VAR}"`` in any string value
+is replaced by the environment variable; an unset one is an error, so a missing secret stops
+start-up rather than silently skipping verification.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from app.domain.netaddr import IPNetwork
+from app.domain.signing import decode_webhook_secret
+from app.domain.sources import KINDS
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/hookledger.db"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names every bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    max_body_bytes: PositiveInt = 262_144
+    trusted_proxies: tuple[IPNetwork, ...] = Field(default=("127.0.0.1/32",))  # type: ignore[assignment]
+
+
+class ProcessingConfig(_Strict):
+    """How stored events are processed (not in the contract's sample; documented in the README)."""
+
+    queue: str = Field(default="hookledger-events", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    retry_delays_s: tuple[float, ...] = (5, 30, 120, 600, 1800)
+    stale_after_s: float = Field(default=60, gt=0)
+    sweep_interval_s: float = Field(default=5, gt=0)
+    sweep_batch: PositiveInt = 1000
+    dedupe_ttl_s: PositiveInt = 7 * 86_400
+    job_timeout_s: PositiveInt = 60
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be >= 0 seconds")
+        return value
+
+
+class LedgerConfig(_Strict):
+    quote_currencies: tuple[str, ...] = ("usdt", "usdc", "usd", "btc", "eth", "ht", "husd", "trx")
+
+
+class SourceConfig(_Strict):
+    kind: Literal["htx", "pingpong", "trx-energy"]
+    account_id: str = Field(min_length=1, max_length=64)
+    auth: Literal["hmac-sha256", "standard-webhooks", "token", "none"]
+    secrets: tuple[str, ...] = ()
+    signature_header: str = Field(default="X-Signature", min_length=1)
+    timestamp_header: str | None = None
+    tolerance_s: PositiveInt = 300
+    allow_ips: tuple[IPNetwork, ...] = ()
+
+    @model_validator(mode="after")
+    def _auth_is_complete(self) -> SourceConfig:
+        if self.auth == "none":
+            if not self.allow_ips:
+                raise ValueError("auth = 'none' requires allow_ips")
+            return self
+        if not self.secrets:
+            raise ValueError(f"auth = {self.auth!r} requires at least one secret in secrets")
+        if any(not s for s in self.secrets):
+            raise ValueError("secrets must not contain an empty string")
+        if self.auth == "standard-webhooks":
+            for secret in self.secrets:
+                decode_webhook_secret(secret)
+        return self
+
+    def secret_bytes(self) -> tuple[bytes, ...]:
+        """The active secrets as bytes (Standard Webhooks secrets base64-decoded)."""
+        if self.auth == "standard-webhooks":
+            return tuple(decode_webhook_secret(s) for s in self.secrets)
+        return tuple(s.encode() for s in self.secrets)
+
+
+class ApiKeyConfig(_Strict):
+    key: str = Field(min_length=1)
+    secret: str = Field(min_length=1)
+    accounts: tuple[str, ...] = Field(min_length=1)
+
+
+class TargetConfig(_Strict):
+    kind: Literal["fourpass", "webhook"]
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+    simulation: bool = True
+    allow_private: bool = False
+
+
+class RuleWhen(_Strict):
+    source_kind: Literal["htx", "pingpong", "trx-energy"] | None = None
+    source: str | None = None
+    event: str | None = None
+    symbol: str | None = None
+
+
+class RuleSignal(_Strict):
+    action: Literal["long_entry", "long_exit", "short_entry", "short_exit"]
+    symbol: str = Field(min_length=1)
+    quantity: PositiveInt
+
+
+class RuleConfig(_Strict):
+    name: str = Field(pattern=_NAME)
+    target: str
+    when: RuleWhen
+    signal: RuleSignal | None = None
+
+
+class FileConfig(_Strict):
+    """The TOML file's shape. Unknown keys are errors."""
+
+    server: ServerConfig = ServerConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    api_keys: dict[str, ApiKeyConfig] = Field(default_factory=dict)
+    targets: dict[str, TargetConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+
+    @field_validator("sources", "targets", "api_keys")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.match(_NAME, name):
+                raise ValueError(f"name {name!r} must match {_NAME}")
+        return value
+
+    @model_validator(mode="after")
+    def _rules_point_somewhere(self) -> FileConfig:
+        for rule in self.rules:
+            if rule.target not in self.targets:
+                raise ValueError(f"rule {rule.name!r}: no target named {rule.target!r}")
+        return self
+
+
+class Settings(BaseModel):
+    """Everything a process needs, built once by ``load_settings`` and passed in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config_path: str
+    database_url: str
+    redis_url: str | None  # None: the caller resolves it (see app.redis_embedded)
+    admin_token: str | None
+    file: FileConfig
+
+    @property
+    def sources(self) -> dict[str, SourceConfig]:
+        return self.file.sources
+
+    @property
+    def processing(self) -> ProcessingConfig:
+        return self.file.processing
+
+    @property
+    def server(self) -> ServerConfig:
+        return self.file.server
+
+
+def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                errors.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, env, f"{path}.{k}" if path else k, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    return value
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return lines
+
+
+def parse_config(text: str, env: Mapping[str, str], *, origin: str = "config") -> FileConfig:
+    """Parse and validate TOML config text; raise ``ConfigError`` naming every bad key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from exc
+    errors: list[str] = []
+    expanded = _expand(raw, env, "", errors)
+    if errors:
+        raise ConfigError("\n".join(f"{origin}: {e}" for e in errors))
+    try:
+        return FileConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(f"{origin}: {e}" for e in _format_errors(exc))) from exc
+
+
+def demo_config_text() -> str:
+    """The shipped demo config (used when no ./hookledger.toml exists)."""
+    return resources.files("app").joinpath("demo.toml").read_text(encoding="utf-8")
+
+
+def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
+    """The process environment over the values of a ``.env`` file (the environment wins)."""
+    merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
+    merged.update(os.environ)
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment and the TOML config. Raises ``ConfigError``."""
+    env = environment() if env is None else env
+    path = env.get("HOOKLEDGER_CONFIG")
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"HOOKLEDGER_CONFIG: cannot read {path}: {exc.strerror}") from exc
+        origin = path
+    elif Path("hookledger.toml").is_file():
+        origin = "hookledger.toml"
+        text = Path(origin).read_text(encoding="utf-8")
+    else:
+        origin = "demo config (app/demo.toml)"
+        text = demo_config_text()
+    file = parse_config(text, env, origin=origin)
+    return Settings(
+        config_path=origin,
+        database_url=env.get("HOOKLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redis_url=env.get("HOOKLEDGER_REDIS_URL") or None,
+        admin_token=env.get("HOOKLEDGER_ADMIN_TOKEN") or None,
+        file=file,
+    )
+
+
+__all__ = ["KINDS", "ConfigError", "Settings", "SourceConfig", "load_settings", "parse_config"]

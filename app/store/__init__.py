@@ -1,0 +1,1 @@
+"""Adapters around SQL and Redis. Repository functions take a session and never commit."""

@@ -1,0 +1,250 @@
+"""Applying one parsed event to the ledger tables, inside the caller's transaction.
+
+Each source kind's effect: get-or-create the aggregate (order, contract, rental order) with an
+``INSERT ... ON CONFLICT DO NOTHING``, lock it (``FOR UPDATE`` on PostgreSQL; SQLite already
+holds the database write lock), merge monotonically, and record the event's own effect row
+(``order_events``, ``contract_events``, ``deposits``) whose unique ``event_id`` makes a second
+application impossible at the database level too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session, SQLModel
+
+from app.domain.errors import PermanentError
+from app.domain.sources.base import ParsedEvent
+from app.domain.sources.htx import HtxOrder
+from app.domain.sources.pingpong import ContractEvent
+from app.domain.sources.trx_energy import Deposit as DepositPush
+from app.domain.sources.trx_energy import RentalOrder as RentalPush
+from app.domain.states import (
+    CONTRACT_RANK,
+    RENTAL_RANK,
+    OrderState,
+    merge_order,
+    merge_ranked,
+)
+from app.store.db import insert_ignore
+from app.store.models import (
+    Contract,
+    ContractEventRow,
+    Deposit,
+    InboundEvent,
+    Order,
+    OrderEvent,
+    RentalOrder,
+    Trade,
+)
+
+SUN_PER_TRX_EXP = -6
+_NEW = "new"  # placeholder status of a freshly created aggregate; ranks below every real one
+_CONTRACT_STATUS = {
+    "contract.created": "created",
+    "contract.canceled": "canceled",
+    "contract.settled": "settled",
+}
+
+
+def _get_or_create_locked(
+    session: Session, model: type[SQLModel], keys: dict[str, Any], initial: dict[str, Any]
+) -> Any:
+    dialect = session.get_bind().dialect.name
+    table = model.__table__  # type: ignore[attr-defined]
+    session.execute(insert_ignore(dialect, table, {**keys, **initial}, list(keys)))
+    stmt = (
+        select(model)
+        .filter_by(**keys)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return session.execute(stmt).scalar_one()
+
+
+def apply_event(
+    session: Session, row: InboundEvent, parsed: ParsedEvent, *, account_id: str, now: datetime
+) -> str:
+    """Apply ``parsed`` (stored as ``row``); return ``"processed"`` or ``"unhandled"``.
+
+    Raises ``PermanentError`` when the event can never be applied."""
+    if parsed.event is None:
+        return "unhandled"
+    payload = parsed.payload
+    if isinstance(payload, HtxOrder):
+        _apply_htx(session, row, payload, account_id=parsed.account_id or account_id, now=now)
+    elif isinstance(payload, ContractEvent):
+        _apply_contract(session, row, payload, parsed.event, account_id=account_id, now=now)
+    elif isinstance(payload, RentalPush):
+        _apply_rental(session, row, payload, account_id=account_id, now=now)
+    elif isinstance(payload, DepositPush):
+        _apply_deposit(session, row, payload, account_id=account_id, now=now)
+    else:  # pragma: no cover - every known event has a handler above
+        raise PermanentError(f"no handler for {parsed.kind} event {parsed.event}")
+    return "processed"
+
+
+def _apply_htx(
+    session: Session, row: InboundEvent, p: HtxOrder, *, account_id: str, now: datetime
+) -> None:
+    order: Order = _get_or_create_locked(
+        session,
+        Order,
+        {"source": row.source, "order_id": p.order_id},
+        {
+            "account_id": account_id,
+            "symbol": p.symbol,
+            "side": p.side,
+            "order_type": p.type,
+            "state": _NEW,
+            "filled_amount": Decimal(0),
+            "filled_cash_amount": Decimal(0),
+            "filled_fees": Decimal(0),
+            "updated_at": now,
+            "last_event_id": row.id,
+        },
+    )
+    if order.symbol != p.symbol or order.side != p.side:
+        raise PermanentError(
+            f"order {p.order_id} was {order.side} {order.symbol}, this event says {p.side} {p.symbol}"
+        )
+    current = OrderState(
+        "" if order.state == _NEW else order.state,
+        order.filled_amount,
+        order.filled_cash_amount,
+        order.filled_fees,
+    )
+    update = OrderState(p.state, p.filled_amount, p.filled_cash_amount, p.filled_fees)
+    merged, delta = merge_order(current, update)
+    order.state = merged.state
+    order.filled_amount = merged.filled_amount
+    order.filled_cash_amount = merged.filled_cash_amount
+    order.filled_fees = merged.filled_fees
+    order.order_type = p.type
+    order.amount = order.amount if p.amount is None else p.amount
+    order.price = order.price if p.price is None else p.price
+    order.client_order_id = order.client_order_id or p.client_order_id
+    order.created_at_ms = order.created_at_ms or p.created_at
+    if merged.state == p.state and (p.err_code or p.err_msg):
+        order.err_code, order.err_msg = p.err_code, p.err_msg
+    order.updated_at = now
+    order.last_event_id = row.id
+    session.add(order)
+    session.flush()
+    assert order.id is not None
+    session.add(
+        OrderEvent(
+            event_id=row.id,
+            order_pk=order.id,
+            state=p.state,
+            delta_filled_amount=delta.filled_amount,
+            delta_filled_cash_amount=delta.filled_cash_amount,
+            delta_filled_fees=delta.filled_fees,
+            applied_at=now,
+        )
+    )
+    dialect = session.get_bind().dialect.name
+    for trade in p.trade:
+        values = Trade(
+            source=row.source,
+            trade_id=trade.trade_id,
+            order_pk=order.id,
+            trade_time_ms=trade.trade_time,
+            price=trade.trade_price,
+            amount=trade.trade_amount,
+            event_id=row.id,
+        ).model_dump(exclude={"id"})
+        session.execute(insert_ignore(dialect, Trade.__table__, values, ["source", "trade_id"]))  # type: ignore[attr-defined]
+
+
+def _apply_contract(
+    session: Session,
+    row: InboundEvent,
+    e: ContractEvent,
+    event: str,
+    *,
+    account_id: str,
+    now: datetime,
+) -> None:
+    p = e.payload
+    assert p is not None and p.position_id is not None  # the model requires both for known types
+    contract: Contract = _get_or_create_locked(
+        session,
+        Contract,
+        {"source": row.source, "position_id": p.position_id},
+        {"account_id": account_id, "status": _NEW, "updated_at": now, "last_event_id": row.id},
+    )
+    lifecycle = _CONTRACT_STATUS[event]
+    contract.status = merge_ranked(contract.status, lifecycle, CONTRACT_RANK)
+    for name in (
+        "parent_position_id",
+        "root_position_id",
+        "c_order_id",
+        "buy_currency",
+        "buy_amount",
+        "sell_currency",
+        "sell_amount",
+        "price",
+        "value_date",
+    ):
+        value = getattr(p, name)
+        if value is not None and (lifecycle == "settled" or getattr(contract, name) is None):
+            setattr(contract, name, value)
+    if lifecycle == "canceled" and p.violate_money is not None:
+        contract.violate_money = p.violate_money
+        contract.violate_currency = p.violate_currency
+    contract.updated_at = now
+    contract.last_event_id = row.id
+    session.add(contract)
+    session.flush()
+    assert contract.id is not None
+    session.add(
+        ContractEventRow(event_id=row.id, contract_pk=contract.id, lifecycle=lifecycle, applied_at=now)
+    )
+
+
+def _apply_rental(
+    session: Session, row: InboundEvent, p: RentalPush, *, account_id: str, now: datetime
+) -> None:
+    rental: RentalOrder = _get_or_create_locked(
+        session,
+        RentalOrder,
+        {"source": row.source, "rental_id": p.id},
+        {
+            "account_id": account_id,
+            "status": -99,
+            "resource_type": p.resourceType,
+            "receiver_address": p.receiverAddress,
+            "updated_at": now,
+            "last_event_id": row.id,
+        },
+    )
+    rental.status = merge_ranked(rental.status, p.status, RENTAL_RANK)
+    rental.order_time_s = rental.order_time_s or p.orderTime
+    rental.times = rental.times or p.times
+    rental.platform_ts_ms = max(rental.platform_ts_ms or 0, p.timeStamp or 0) or None
+    rental.updated_at = now
+    rental.last_event_id = row.id
+    session.add(rental)
+
+
+def _apply_deposit(
+    session: Session, row: InboundEvent, p: DepositPush, *, account_id: str, now: datetime
+) -> None:
+    dialect = session.get_bind().dialect.name
+    values = {
+        "source": row.source,
+        "tx_hash": p.txHash,
+        "account_id": account_id,
+        "address": p.address,
+        "from_address": p.fromAddress,
+        "amount_sun": p.amount,
+        "amount_trx": Decimal(p.amount).scaleb(SUN_PER_TRX_EXP),
+        "created_at_text": p.createdAt,
+        "event_id": row.id,
+        "applied_at": now,
+    }
+    session.execute(insert_ignore(dialect, Deposit.__table__, values, ["source", "tx_hash"]))  # type: ignore[attr-defined]

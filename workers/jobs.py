@@ -1,0 +1,106 @@
+"""RQ job functions. Plain, importable, JSON-able arguments (an event id), no objects.
+
+``process_event`` applies one stored event exactly once: it locks the event row, returns at
+once if the event is already final, applies the effect and marks the event in the *same*
+transaction. A failure rolls all of it back and is recorded in a second transaction: the event
+goes ``retrying`` with the next delay of ``processing.retry_delays_s``, or ``dead`` when the
+delays are used up or the error is permanent. The job itself then ends normally, so RQ's failed
+registry only ever holds jobs whose failure could not even be recorded (database down); the
+sweep re-queues those events from SQL, the source of truth.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from app.domain.errors import HookError, PermanentError
+from app.domain.sources import parse_event
+from app.store import events as event_store
+from app.store.models import InboundEvent
+from workers.apply import apply_event
+from workers.runtime import Runtime, get_runtime
+
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    """Aware UTC: every timestamp column stores UTC."""
+    return datetime.now(UTC)
+
+
+def process_event(event_id: str) -> str:
+    """Apply stored event ``event_id``; return its status afterwards."""
+    runtime = get_runtime()
+    started = utcnow()
+    with structlog.contextvars.bound_contextvars(event_id=event_id):
+        try:
+            status = _apply_once(runtime, event_id, started)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or dead
+            status = record_failure(
+                runtime, event_id, exc, started=started, permanent=isinstance(exc, PermanentError)
+            )
+        log.info("event.processed", status=status)
+        return status
+
+
+def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
+    with Session(runtime.engine) as session, session.begin():
+        row = event_store.lock_event(session, event_id)
+        if row is None:
+            return "missing"
+        if row.status in event_store.FINAL:
+            return row.status
+        source = runtime.settings.sources.get(row.source)
+        if source is None:
+            raise PermanentError(f"source {row.source!r} is no longer configured")
+        try:
+            parsed = parse_event(row.source_kind, row.body, row.content_type)
+        except HookError as exc:
+            raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
+        now = utcnow()
+        status = apply_event(session, row, parsed, account_id=source.account_id, now=now)
+        row.attempts += 1
+        row.status = status
+        row.processed_at = now
+        row.next_attempt_at = None
+        row.last_error = None
+        event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
+        session.add(row)
+    return status
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line error for ops: the driver's message for database errors, never SQL params."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    return f"{type(inner).__name__}: {text}"[:1000]
+
+
+def record_failure(
+    runtime: Runtime, event_id: str, exc: BaseException, *, started: datetime, permanent: bool
+) -> str:
+    """Count a failed attempt; schedule the next one or mark the event dead. Returns the status."""
+    error = describe_error(exc)
+    delays = runtime.settings.processing.retry_delays_s
+    with Session(runtime.engine) as session, session.begin():
+        row: InboundEvent | None = event_store.lock_event(session, event_id)
+        if row is None or row.status in event_store.FINAL:
+            return row.status if row else "missing"
+        now = utcnow()
+        row.attempts += 1
+        row.last_error = error
+        if permanent or row.attempts > len(delays):
+            row.status = "dead"
+            row.next_attempt_at = None
+        else:
+            row.status = "retrying"
+            row.next_attempt_at = now + timedelta(seconds=delays[row.attempts - 1])
+        event_store.add_attempt(session, row, started=started, finished=now, outcome=row.status, error=error)
+        session.add(row)
+        status = row.status
+    log.warning("event.failed", status=status, error=error, permanent=permanent)
+    return status

@@ -1,0 +1,51 @@
+"""Per-process resources of a worker: settings, engine, Redis. Built on first use, not at import.
+
+RQ jobs carry only ids; a job asks ``get_runtime()`` for what it needs. ``SimpleWorker`` runs
+jobs in the worker process itself, so the engine's pool is reused from job to job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy import Engine
+
+from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
+from app.store.db import make_engine
+from app.store.models import create_all
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: Engine
+    redis: Redis
+
+
+_runtime: Runtime | None = None
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Open the engine (creating missing tables) and the Redis client for ``settings``."""
+    engine = make_engine(settings.database_url)
+    create_all(engine)
+    redis = Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10)
+    return Runtime(settings=settings, engine=engine, redis=redis)
+
+
+def get_runtime() -> Runtime:
+    """Return this process's runtime, building it from the environment the first time."""
+    global _runtime  # noqa: PLW0603 - one runtime per process
+    if _runtime is None:
+        _runtime = build_runtime(load_settings())
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    """Install (or, with ``None``, drop) the process runtime; used by entry points and tests."""
+    global _runtime  # noqa: PLW0603
+    if _runtime is not None and _runtime is not runtime:
+        _runtime.engine.dispose()
+        _runtime.redis.close()
+    _runtime = runtime
