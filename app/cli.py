@@ -22,8 +22,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from workers.runtime import Runtime
 
 VAR_DIR = Path("var")
 
@@ -65,7 +69,8 @@ def cmd_init_db(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _runtime(settings: Settings):  # type: ignore[no-untyped-def]
+def _install_runtime(settings: Settings) -> Runtime:
+    """Build this process's runtime and make it the one jobs use (worker, sweeper)."""
     from workers.runtime import build_runtime, set_runtime
 
     runtime = build_runtime(settings)
@@ -97,7 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.store.queue import make_queue
 
     configure_logging()
-    runtime = _runtime(_settings())
+    runtime = _install_runtime(_settings())
     queue = make_queue(runtime.redis, runtime.settings.processing.queue)
     worker = SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer)
     worker.work(burst=args.burst, logging_level=os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO"))
@@ -109,15 +114,19 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
     from workers.sweeper import run_forever
 
     configure_logging()
-    run_forever(_runtime(_settings()), interval_s=args.interval)
+    run_forever(_install_runtime(_settings()), interval_s=args.interval)
     return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from workers.runtime import build_runtime
     from workers.sweeper import sweep_once
 
-    runtime = _runtime(_settings())
-    result = sweep_once(runtime, stale_after_s=args.older_than)
+    runtime = build_runtime(_settings())
+    try:
+        result = sweep_once(runtime, stale_after_s=args.older_than)
+    finally:
+        runtime.close()
     print(
         f"reconcile: {result.due} unfinished event(s) due, {len(result.requeued)} re-queued, "
         f"{result.still_queued} already waiting in the queue"

@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis import Redis
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -47,7 +48,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=10)
-        create_all(engine)
+        try:
+            create_all(engine)
+        except SQLAlchemyError as exc:
+            # Start anyway: /readyz reports it and receipts answer 503 until the database is back.
+            log.error("web.database_unavailable", error=type(exc).__name__)
         url = redis_url(settings)
         async_client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         sync_client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -22,6 +22,11 @@ class Runtime:
     engine: Engine
     redis: Redis
 
+    def close(self) -> None:
+        """Close pooled database connections and the Redis client."""
+        self.engine.dispose()
+        self.redis.close()
+
 
 _runtime: Runtime | None = None
 
@@ -46,6 +51,5 @@ def set_runtime(runtime: Runtime | None) -> None:
     """Install (or, with ``None``, drop) the process runtime; used by entry points and tests."""
     global _runtime  # noqa: PLW0603
     if _runtime is not None and _runtime is not runtime:
-        _runtime.engine.dispose()
-        _runtime.redis.close()
+        _runtime.close()
     _runtime = runtime

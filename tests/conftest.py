@@ -1,0 +1,205 @@
+"""Shared fixtures: real SQLite and PostgreSQL, a real Redis, the app, burst workers.
+
+Every integration test that takes ``database_url`` runs twice, on SQLite and on PostgreSQL.
+PostgreSQL tests use a database of their own (``hookledger_test``), emptied per test; Redis
+tests use database 9 of the local server (``HOOKLEDGER_TEST_REDIS_URL``), flushed per test.
+Without PostgreSQL or Redis the tests that need them skip, except under ``CI=true``, where a
+missing service is an error: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from starlette.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings, load_settings
+from app.store.models import SQLModel, create_all
+from app.store.queue import make_queue
+from tests.support import (
+    HTX_SECRET,
+    HTX_SECRET_OLD,
+    PP_SECRET,
+    PP_SECRET_OLD,
+    TRX_TOKEN,
+    TRX_TOKEN_OLD,
+)
+from workers.runtime import Runtime, build_runtime, set_runtime
+
+PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
+PG_DB = "hookledger_test"
+REDIS_URL = os.environ.get("HOOKLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is not reachable; CI must run these tests", pytrace=False)
+    pytest.skip(f"{what} is not reachable")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {PG_DB}"))
+    except OperationalError:
+        _unavailable("PostgreSQL")
+    finally:
+        admin.dispose()
+    url = f"{PG_SERVER}/{PG_DB}"
+    engine = create_engine(url)
+    create_all(engine)
+    engine.dispose()
+    return url
+
+
+def _empty_pg(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(t.name for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    url: str = request.getfixturevalue("pg_url")
+    _empty_pg(url)
+    return url
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.flushdb()
+    except (RedisError, OSError):
+        _unavailable("Redis")
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+TEST_CONFIG = f"""
+[server]
+max_body_bytes = 65536
+trusted_proxies = ["127.0.0.1/32"]
+
+[processing]
+queue = "hl-test"
+retry_delays_s = [0, 0]
+stale_after_s = 1
+sweep_interval_s = 0.2
+job_timeout_s = 30
+
+[sources.htx-main]
+kind = "htx"
+account_id = "1001"
+auth = "hmac-sha256"
+secrets = ["${{TEST_HTX_SECRET}}", "{HTX_SECRET_OLD}"]
+
+[sources.htx-ts]
+kind = "htx"
+account_id = "1001"
+auth = "hmac-sha256"
+secrets = ["{HTX_SECRET}"]
+signature_header = "X-Signature"
+timestamp_header = "X-Timestamp"
+tolerance_s = 300
+
+[sources.pp]
+kind = "pingpong"
+account_id = "2002"
+auth = "standard-webhooks"
+secrets = ["{PP_SECRET}", "{PP_SECRET_OLD}"]
+
+[sources.trx]
+kind = "trx-energy"
+account_id = "3003"
+auth = "token"
+secrets = ["{TRX_TOKEN}", "{TRX_TOKEN_OLD}"]
+
+[sources.open]
+kind = "htx"
+account_id = "1001"
+auth = "none"
+allow_ips = ["127.0.0.1/32"]
+
+[sources.restricted]
+kind = "htx"
+account_id = "1001"
+auth = "hmac-sha256"
+secrets = ["{HTX_SECRET}"]
+allow_ips = ["203.0.113.0/24"]
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    path = tmp_path / "hookledger.toml"
+    path.write_text(textwrap.dedent(TEST_CONFIG))
+    return path
+
+
+@pytest.fixture
+def env(config_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment a hookledger process of this test runs with."""
+    return {
+        **os.environ,
+        "HOOKLEDGER_CONFIG": str(config_path),
+        "HOOKLEDGER_DATABASE_URL": database_url,
+        "HOOKLEDGER_REDIS_URL": redis_url,
+        "TEST_HTX_SECRET": HTX_SECRET,
+        "HOOKLEDGER_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return load_settings(env)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = build_runtime(settings)
+    set_runtime(rt)
+    yield rt
+    set_runtime(None)
+
+
+@pytest.fixture
+def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+def run_jobs(runtime: Runtime) -> None:
+    """Run every queued job with a burst ``SimpleWorker`` in this process."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    queue = make_queue(runtime.redis, runtime.settings.processing.queue)
+    SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer).work(
+        burst=True, logging_level="WARNING"
+    )

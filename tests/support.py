@@ -1,0 +1,104 @@
+"""Helpers shared by tests: secrets, signing, posting and reading back the ledger."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from app.domain.signing import hmac_sha256_hex, sign_standard_webhook
+from app.store.models import InboundEvent
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+HTX_SECRET = "test-htx-secret-current"
+HTX_SECRET_OLD = "test-htx-secret-previous"
+PP_SECRET = "whsec_" + base64.b64encode(b"test-pingpong-key-current-000000").decode()
+PP_SECRET_OLD = "whsec_" + base64.b64encode(b"test-pingpong-key-previous-00000").decode()
+TRX_TOKEN = "test-trx-token-current"
+TRX_TOKEN_OLD = "test-trx-token-previous"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(fixture_bytes(name))
+    return data
+
+
+def body_of(payload: dict[str, Any] | bytes) -> bytes:
+    return payload if isinstance(payload, bytes) else orjson.dumps(payload)
+
+
+def htx_headers(body: bytes, secret: str = HTX_SECRET, **extra: str) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-signature": hmac_sha256_hex(secret.encode(), body),
+        **extra,
+    }
+
+
+def pp_headers(body: bytes, secret: str = PP_SECRET, *, msg_id: str = "msg_1") -> dict[str, str]:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    stamp = int(time.time())
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign_standard_webhook(key, msg_id, stamp, body),
+    }
+
+
+def post_htx(client: Any, payload: dict[str, Any] | bytes, *, source: str = "htx-main", secret: str = HTX_SECRET) -> Any:
+    body = body_of(payload)
+    return client.post(f"/hooks/{source}", content=body, headers=htx_headers(body, secret))
+
+
+def post_pp(client: Any, payload: dict[str, Any] | bytes, secret: str = PP_SECRET) -> Any:
+    body = body_of(payload)
+    return client.post("/hooks/pp", content=body, headers=pp_headers(body, secret))
+
+
+def post_trx(client: Any, payload: dict[str, Any] | bytes, token: str = TRX_TOKEN) -> Any:
+    body = body_of(payload)
+    return client.post(f"/hooks/trx/{token}", content=body, headers={"content-type": "application/json"})
+
+
+def count(engine: Engine, model: Any, *where: Any) -> int:
+    with Session(engine) as session:
+        return int(session.execute(select(func.count()).select_from(model).where(*where)).scalar_one())
+
+
+def event(engine: Engine, event_id: str) -> InboundEvent:
+    with Session(engine) as session:
+        row = session.get(InboundEvent, event_id)
+        assert row is not None, f"no stored event {event_id}"
+        session.expunge(row)
+        return row
+
+
+def htx_update(order_id: int | str, state: str, filled: str, cash: str, fees: str, **extra: Any) -> dict[str, Any]:
+    """An HTX order callback for a buy of btcusdt."""
+    return {
+        "order-id": order_id,
+        "account-id": 1001,
+        "symbol": "btcusdt",
+        "type": "buy-limit",
+        "amount": "0.03",
+        "price": "42000",
+        "created-at": 1704440609000,
+        "filled-amount": filled,
+        "filled-cash-amount": cash,
+        "filled-fees": fees,
+        "source": "api",
+        "state": state,
+        **extra,
+    }
