@@ -46,7 +46,8 @@ def cmd_check_config(_args: argparse.Namespace) -> int:
     for name, source in sorted(settings.sources.items()):
         print(f"  source {name}: kind={source.kind} auth={source.auth} account={source.account_id}")
     print(f"  database: {_redact_url(settings.database_url)}")
-    print(f"  redis: {_redact_url(settings.redis_url) if settings.redis_url else '(resolved at start)'}")
+    redis = _redact_url(settings.redis_url) if settings.redis_url else "(resolved at start)"
+    print(f"  redis: {redis}")
     return 0
 
 
@@ -219,7 +220,9 @@ def _wait_http(url: str, timeout_s: float) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookledger", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("check-config", help="validate the configuration").set_defaults(func=cmd_check_config)
+    sub.add_parser("check-config", help="validate the configuration").set_defaults(
+        func=cmd_check_config
+    )
     sub.add_parser("init-db", help="create missing tables").set_defaults(func=cmd_init_db)
     p = sub.add_parser("web", help="run the HTTP edge")
     p.add_argument("--host", default="127.0.0.1")
@@ -234,7 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweeper)
     p = sub.add_parser("reconcile", help="re-queue unfinished events now")
     p.add_argument(
-        "--older-than", type=float, default=0.0, metavar="SECONDS",
+        "--older-than",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="only events last queued at least this long ago (default 0: all unfinished)",
     )
     p.set_defaults(func=cmd_reconcile)

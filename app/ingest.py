@@ -120,7 +120,17 @@ class Ingestor:
         claim = await self._dedupe.claim(source_name, parsed.idempotency_key, event_id)
         if claim.known_id is not None:
             return Outcome("duplicate", claim.known_id)
-        row = _row(event_id, source_name, source, parsed, body, media, headers, client_ip, now)
+        row = _row(
+            event_id=event_id,
+            source_name=source_name,
+            source=source,
+            parsed=parsed,
+            body=body,
+            media=media,
+            headers=headers,
+            client_ip=client_ip,
+            now=now,
+        )
         try:
             receipt = await to_thread.run_sync(self._store, row)
         except SQLAlchemyError as exc:
@@ -147,6 +157,7 @@ class Ingestor:
 
 
 def _row(
+    *,
     event_id: str,
     source_name: str,
     source: SourceConfig,

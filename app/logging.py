@@ -22,7 +22,10 @@ def configure_logging(*, level: str | None = None, json: bool | None = None) -> 
         return
     level = (level or os.environ.get("HOOKLEDGER_LOG_LEVEL") or "INFO").upper()
     if json is None:
-        json = os.environ.get("HOOKLEDGER_LOG_FORMAT", "").lower() != "console" and not sys.stderr.isatty()
+        json = (
+            os.environ.get("HOOKLEDGER_LOG_FORMAT", "").lower() != "console"
+            and not sys.stderr.isatty()
+        )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -9,6 +9,7 @@ start-up rather than silently skipping verification.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -48,7 +49,7 @@ class _Strict(BaseModel):
 
 class ServerConfig(_Strict):
     max_body_bytes: PositiveInt = 262_144
-    trusted_proxies: tuple[IPNetwork, ...] = Field(default=("127.0.0.1/32",))  # type: ignore[assignment]
+    trusted_proxies: tuple[IPNetwork, ...] = (ipaddress.IPv4Network("127.0.0.1/32"),)
 
 
 class ProcessingConfig(_Strict):

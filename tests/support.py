@@ -57,7 +57,13 @@ def pp_headers(body: bytes, secret: str = PP_SECRET, *, msg_id: str = "msg_1") -
     }
 
 
-def post_htx(client: Any, payload: dict[str, Any] | bytes, *, source: str = "htx-main", secret: str = HTX_SECRET) -> Any:
+def post_htx(
+    client: Any,
+    payload: dict[str, Any] | bytes,
+    *,
+    source: str = "htx-main",
+    secret: str = HTX_SECRET,
+) -> Any:
     body = body_of(payload)
     return client.post(f"/hooks/{source}", content=body, headers=htx_headers(body, secret))
 
@@ -69,12 +75,16 @@ def post_pp(client: Any, payload: dict[str, Any] | bytes, secret: str = PP_SECRE
 
 def post_trx(client: Any, payload: dict[str, Any] | bytes, token: str = TRX_TOKEN) -> Any:
     body = body_of(payload)
-    return client.post(f"/hooks/trx/{token}", content=body, headers={"content-type": "application/json"})
+    return client.post(
+        f"/hooks/trx/{token}", content=body, headers={"content-type": "application/json"}
+    )
 
 
 def count(engine: Engine, model: Any, *where: Any) -> int:
     with Session(engine) as session:
-        return int(session.execute(select(func.count()).select_from(model).where(*where)).scalar_one())
+        return int(
+            session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+        )
 
 
 def event(engine: Engine, event_id: str) -> InboundEvent:
@@ -85,7 +95,9 @@ def event(engine: Engine, event_id: str) -> InboundEvent:
         return row
 
 
-def htx_update(order_id: int | str, state: str, filled: str, cash: str, fees: str, **extra: Any) -> dict[str, Any]:
+def htx_update(
+    order_id: int | str, state: str, filled: str, cash: str, fees: str, **extra: Any
+) -> dict[str, Any]:
     """An HTX order callback for a buy of btcusdt."""
     return {
         "order-id": order_id,

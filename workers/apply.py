@@ -39,6 +39,7 @@ from app.store.models import (
     OrderEvent,
     RentalOrder,
     Trade,
+    table_of,
 )
 
 SUN_PER_TRX_EXP = -6
@@ -54,13 +55,10 @@ def _get_or_create_locked(
     session: Session, model: type[SQLModel], keys: dict[str, Any], initial: dict[str, Any]
 ) -> Any:
     dialect = session.get_bind().dialect.name
-    table = model.__table__  # type: ignore[attr-defined]
+    table = table_of(model)
     session.execute(insert_ignore(dialect, table, {**keys, **initial}, list(keys)))
     stmt = (
-        select(model)
-        .filter_by(**keys)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(model).filter_by(**keys).with_for_update().execution_options(populate_existing=True)
     )
     return session.execute(stmt).scalar_one()
 
@@ -109,7 +107,8 @@ def _apply_htx(
     )
     if order.symbol != p.symbol or order.side != p.side:
         raise PermanentError(
-            f"order {p.order_id} was {order.side} {order.symbol}, this event says {p.side} {p.symbol}"
+            f"order {p.order_id} was {order.side} {order.symbol}, "
+            f"this event says {p.side} {p.symbol}"
         )
     current = OrderState(
         "" if order.state == _NEW else order.state,
@@ -157,7 +156,7 @@ def _apply_htx(
             amount=trade.trade_amount,
             event_id=row.id,
         ).model_dump(exclude={"id"})
-        session.execute(insert_ignore(dialect, Trade.__table__, values, ["source", "trade_id"]))  # type: ignore[attr-defined]
+        session.execute(insert_ignore(dialect, table_of(Trade), values, ["source", "trade_id"]))
 
 
 def _apply_contract(
@@ -202,7 +201,9 @@ def _apply_contract(
     session.flush()
     assert contract.id is not None
     session.add(
-        ContractEventRow(event_id=row.id, contract_pk=contract.id, lifecycle=lifecycle, applied_at=now)
+        ContractEventRow(
+            event_id=row.id, contract_pk=contract.id, lifecycle=lifecycle, applied_at=now
+        )
     )
 
 
@@ -247,4 +248,4 @@ def _apply_deposit(
         "event_id": row.id,
         "applied_at": now,
     }
-    session.execute(insert_ignore(dialect, Deposit.__table__, values, ["source", "tx_hash"]))  # type: ignore[attr-defined]
+    session.execute(insert_ignore(dialect, table_of(Deposit), values, ["source", "tx_hash"]))

@@ -99,7 +99,9 @@ def record_failure(
         else:
             row.status = "retrying"
             row.next_attempt_at = now + timedelta(seconds=delays[row.attempts - 1])
-        event_store.add_attempt(session, row, started=started, finished=now, outcome=row.status, error=error)
+        event_store.add_attempt(
+            session, row, started=started, finished=now, outcome=row.status, error=error
+        )
         session.add(row)
         status = row.status
     log.warning("event.failed", status=status, error=error, permanent=permanent)

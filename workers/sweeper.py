@@ -37,7 +37,9 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
     stale = cfg.stale_after_s if stale_after_s is None else stale_after_s
     now = utcnow()
     with Session(runtime.engine) as session:
-        due = event_store.due_for_sweep(session, now=now, stale_after_s=stale, limit=cfg.sweep_batch)
+        due = event_store.due_for_sweep(
+            session, now=now, stale_after_s=stale, limit=cfg.sweep_batch
+        )
     queue = make_queue(runtime.redis, cfg.queue)
     requeued: list[str] = []
     waiting = 0

@@ -80,7 +80,9 @@ def loads_exact(body: bytes | str) -> Any:
     except RecursionError as exc:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels") from exc
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise BadRequest(
+            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except ValueError as exc:
         raise BadRequest(f"invalid JSON: {exc}") from exc
     if _depth(value, MAX_DEPTH) > MAX_DEPTH:

@@ -22,7 +22,7 @@ def parse_decimal(value: object) -> Decimal:
     such as ``"0.0100"``. Raises ``ValueError`` for floats, booleans, exponents, NaN/Infinity and
     out-of-range values.
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ValueError("amount must be an exact decimal (JSON number or string), not a float")
     if isinstance(value, int):
         result = Decimal(value)
@@ -45,7 +45,7 @@ def check_bounds(value: Decimal) -> Decimal:
     """Return ``value`` if it is finite and fits NUMERIC(38, 18); raise ``ValueError`` otherwise."""
     if not value.is_finite():
         raise ValueError("amount must be finite")
-    sign, digits, exponent = value.as_tuple()
+    _sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     frac = -exponent if exponent < 0 else 0
     int_digits = len(digits) - frac if exponent <= 0 else len(digits) + exponent
@@ -62,8 +62,7 @@ def check_bounds(value: Decimal) -> Decimal:
 
 
 def canonical(value: Decimal) -> str:
-    """Return the shortest plain text of ``value``: ``Decimal('1.500')`` -> ``'1.5'``, no exponent."""
+    """Return the shortest plain text of ``value``, no exponent: ``1.500`` -> ``'1.5'``."""
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")

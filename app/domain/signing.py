@@ -87,7 +87,9 @@ def decode_webhook_secret(secret: str) -> bytes:
     try:
         key = base64.b64decode(text + "==", validate=False)
     except (binascii.Error, ValueError) as exc:
-        raise ValueError("a standard-webhooks secret must be base64, optionally after 'whsec_'") from exc
+        raise ValueError(
+            "a standard-webhooks secret must be base64, optionally after 'whsec_'"
+        ) from exc
     if not key:
         raise ValueError("a standard-webhooks secret must not be empty")
     return key
@@ -116,7 +118,10 @@ def verify_standard_webhook(
     if not msg_id or not raw_sig:
         raise Unauthorized("missing webhook-id or webhook-signature header")
     stamp = _parse_timestamp(
-        headers.get("webhook-timestamp"), now=now, tolerance_s=tolerance_s, header="webhook-timestamp"
+        headers.get("webhook-timestamp"),
+        now=now,
+        tolerance_s=tolerance_s,
+        header="webhook-timestamp",
     )
     presented: list[bytes] = []
     for entry in raw_sig.split(" "):

@@ -82,4 +82,3 @@ async def receive_hook(request: Request) -> Response:
         structlog.contextvars.unbind_contextvars("source")
     log.info("hook.received", source=name, status=outcome.status, event_id=outcome.event_id)
     return json_response({"status": outcome.status, "event_id": outcome.event_id}, 200)
-

@@ -89,7 +89,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     )
 
 
-def insert_ignore(dialect_name: str, table: Any, values: dict[str, Any], conflict: list[str]) -> Any:
+def insert_ignore(
+    dialect_name: str, table: Any, values: dict[str, Any], conflict: list[str]
+) -> Any:
     """Return an ``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for SQLite or PostgreSQL."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
     return insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)

@@ -14,9 +14,8 @@ import hashlib
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 import structlog
+from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
 

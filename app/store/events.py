@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from app.store.db import insert_ignore
-from app.store.models import EventAttempt, InboundEvent
+from app.store.models import EventAttempt, InboundEvent, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
 PENDING = ("received", "retrying")
@@ -38,10 +38,11 @@ def insert_or_get(session: Session, event: InboundEvent) -> Receipt:
 
     Does not commit: the caller owns the transaction."""
     dialect = session.get_bind().dialect.name
-    values = {c.name: getattr(event, c.name) for c in InboundEvent.__table__.columns}  # type: ignore[attr-defined]
-    stmt = insert_ignore(
-        dialect, InboundEvent.__table__, values, ["source", "idempotency_key"]
-    ).returning(InboundEvent.__table__.c.id)  # type: ignore[attr-defined]
+    table = table_of(InboundEvent)
+    values = {c.name: getattr(event, c.name) for c in table.columns}
+    stmt = insert_ignore(dialect, table, values, ["source", "idempotency_key"]).returning(
+        table.c.id
+    )
     inserted = session.execute(stmt).scalar_one_or_none()
     if inserted is not None:
         return Receipt(inserted, True)
@@ -87,7 +88,9 @@ def add_attempt(
     )
 
 
-def due_for_sweep(session: Session, *, now: datetime, stale_after_s: float, limit: int) -> list[str]:
+def due_for_sweep(
+    session: Session, *, now: datetime, stale_after_s: float, limit: int
+) -> list[str]:
     """Ids of unfinished events the sweep should (re-)queue, oldest first.
 
     Due: a ``retrying`` event whose ``next_attempt_at`` has passed, or any pending event with no
@@ -95,13 +98,14 @@ def due_for_sweep(session: Session, *, now: datetime, stale_after_s: float, limi
     lost (Redis flushed, worker killed) or never made (Redis was down at receipt)."""
     stale = now - timedelta(seconds=stale_after_s)
     last_queued = func.coalesce(InboundEvent.enqueued_at, InboundEvent.received_at)
+    next_at = col(InboundEvent.next_attempt_at)
     stmt = (
         select(InboundEvent.id)  # type: ignore[call-overload]
         .where(
-            InboundEvent.status.in_(PENDING),  # type: ignore[attr-defined]
+            col(InboundEvent.status).in_(PENDING),
             or_(
-                and_(InboundEvent.next_attempt_at.is_not(None), InboundEvent.next_attempt_at <= now),  # type: ignore[union-attr,operator]
-                and_(InboundEvent.next_attempt_at.is_(None), last_queued < stale),  # type: ignore[union-attr]
+                and_(next_at.is_not(None), next_at <= now),
+                and_(next_at.is_(None), last_queued < stale),
             ),
         )
         .order_by(InboundEvent.received_at)

@@ -12,7 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    LargeBinary,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from app.store.db import ExactDecimal
@@ -198,6 +207,13 @@ class Deposit(SQLModel, table=True):
     created_at_text: str | None = Field(default=None, max_length=32)
     event_id: str = Field(foreign_key="inbound_events.id", max_length=40)
     applied_at: datetime
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy ``Table`` of a table model."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
 
 
 def create_all(engine: object) -> None:

@@ -44,4 +44,8 @@ def job_waiting(connection: Redis, event_id: str) -> bool:
         job = Job.fetch(job_id(event_id), connection=connection, serializer=JSONSerializer)
     except NoSuchJobError:
         return False
-    return job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+    return job.get_status(refresh=False) in (
+        JobStatus.QUEUED,
+        JobStatus.DEFERRED,
+        JobStatus.SCHEDULED,
+    )

@@ -45,22 +45,73 @@ def _ts_headers(body: bytes, stamp: int, secret: str = HTX_SECRET) -> dict[str, 
 HMAC_CASES = [
     # (id, source, body, headers, expected status)
     ("valid", "htx-main", BODY, {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)}, 200),
-    ("valid-prefixed", "htx-main", BODY, {"x-signature": "sha256=" + hmac_sha256_hex(HTX_SECRET.encode(), BODY).upper()}, 200),
-    ("rotated", "htx-main", BODY, {"x-signature": hmac_sha256_hex(HTX_SECRET_OLD.encode(), BODY)}, 200),
-    ("tampered-byte", "htx-main", _tampered(BODY), {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)}, 401),
-    ("wrong-secret", "htx-main", BODY, {"x-signature": hmac_sha256_hex(b"not-the-secret", BODY)}, 401),
+    (
+        "valid-prefixed",
+        "htx-main",
+        BODY,
+        {"x-signature": "sha256=" + hmac_sha256_hex(HTX_SECRET.encode(), BODY).upper()},
+        200,
+    ),
+    (
+        "rotated",
+        "htx-main",
+        BODY,
+        {"x-signature": hmac_sha256_hex(HTX_SECRET_OLD.encode(), BODY)},
+        200,
+    ),
+    (
+        "tampered-byte",
+        "htx-main",
+        _tampered(BODY),
+        {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)},
+        401,
+    ),
+    (
+        "wrong-secret",
+        "htx-main",
+        BODY,
+        {"x-signature": hmac_sha256_hex(b"not-the-secret", BODY)},
+        401,
+    ),
     ("missing-header", "htx-main", BODY, {}, 401),
     ("malformed-header", "htx-main", BODY, {"x-signature": "zz-not-hex"}, 401),
     ("empty-header", "htx-main", BODY, {"x-signature": ""}, 401),
     ("non-utf8-unsigned", "htx-main", b"\xff\xfe{\x00", {"x-signature": "0" * 64}, 401),
-    ("non-utf8-signed", "htx-main", b"\xff\xfe{\x00", {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), b"\xff\xfe{\x00")}, 400),
+    (
+        "non-utf8-signed",
+        "htx-main",
+        b"\xff\xfe{\x00",
+        {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), b"\xff\xfe{\x00")},
+        400,
+    ),
     ("ts-valid", "htx-ts", BODY, lambda now: _ts_headers(BODY, now), 200),
     ("ts-299s-past", "htx-ts", BODY, lambda now: _ts_headers(BODY, now - 299), 200),
     ("ts-301s-past", "htx-ts", BODY, lambda now: _ts_headers(BODY, now - 301), 401),
     ("ts-301s-future", "htx-ts", BODY, lambda now: _ts_headers(BODY, now + 301), 401),
-    ("ts-missing", "htx-ts", BODY, {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)}, 401),
-    ("ts-garbage", "htx-ts", BODY, lambda now: {**_ts_headers(BODY, now), "x-timestamp": "yesterday"}, 401),
-    ("ts-signed-without-timestamp", "htx-ts", BODY, lambda now: {"x-timestamp": str(now), "x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)}, 401),
+    (
+        "ts-missing",
+        "htx-ts",
+        BODY,
+        {"x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)},
+        401,
+    ),
+    (
+        "ts-garbage",
+        "htx-ts",
+        BODY,
+        lambda now: {**_ts_headers(BODY, now), "x-timestamp": "yesterday"},
+        401,
+    ),
+    (
+        "ts-signed-without-timestamp",
+        "htx-ts",
+        BODY,
+        lambda now: {
+            "x-timestamp": str(now),
+            "x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY),
+        },
+        401,
+    ),
 ]
 
 
@@ -86,7 +137,9 @@ def test_hmac_matrix(client, runtime, source, body, headers, expected):
         assert response.json()["message"]
 
 
-def _library_headers(secret: str, body: bytes, *, msg_id: str = "msg_a", when: datetime | None = None) -> dict[str, str]:
+def _library_headers(
+    secret: str, body: bytes, *, msg_id: str = "msg_a", when: datetime | None = None
+) -> dict[str, str]:
     when = when or datetime.now(UTC)
     signature = Webhook(secret).sign(msg_id, when, body.decode())
     return {
@@ -105,15 +158,42 @@ PP_BODY = fixture_bytes("pingpong_position_settle.json")
     [
         (_library_headers(PP_SECRET, PP_BODY), 200),
         (_library_headers(PP_SECRET_OLD, PP_BODY), 200),
-        ({**_library_headers(PP_SECRET, PP_BODY), "webhook-signature": "v1,AAAA " + _library_headers(PP_SECRET, PP_BODY)["webhook-signature"]}, 200),
+        (
+            {
+                **_library_headers(PP_SECRET, PP_BODY),
+                "webhook-signature": "v1,AAAA "
+                + _library_headers(PP_SECRET, PP_BODY)["webhook-signature"],
+            },
+            200,
+        ),
         (_library_headers("whsec_" + base64.b64encode(b"some-other-key").decode(), PP_BODY), 401),
-        (lambda: _library_headers(PP_SECRET, PP_BODY, when=datetime.fromtimestamp(time.time() - 301, UTC)), 401),
-        (lambda: _library_headers(PP_SECRET, PP_BODY, when=datetime.fromtimestamp(time.time() + 301, UTC)), 401),
+        (
+            lambda: _library_headers(
+                PP_SECRET, PP_BODY, when=datetime.fromtimestamp(time.time() - 301, UTC)
+            ),
+            401,
+        ),
+        (
+            lambda: _library_headers(
+                PP_SECRET, PP_BODY, when=datetime.fromtimestamp(time.time() + 301, UTC)
+            ),
+            401,
+        ),
         ({**_library_headers(PP_SECRET, PP_BODY), "webhook-signature": "v1,!!!not-base64"}, 401),
         ({**_library_headers(PP_SECRET, PP_BODY), "webhook-signature": "garbage"}, 401),
         ({"content-type": "application/json"}, 401),
     ],
-    ids=["valid", "rotated", "second-of-two", "wrong-secret", "301s-past", "301s-future", "bad-base64", "no-version", "missing"],
+    ids=[
+        "valid",
+        "rotated",
+        "second-of-two",
+        "wrong-secret",
+        "301s-past",
+        "301s-future",
+        "bad-base64",
+        "no-version",
+        "missing",
+    ],
 )
 def test_standard_webhooks_matrix(client, runtime, headers, expected):
     if callable(headers):
@@ -134,7 +214,11 @@ def test_standard_webhooks_matrix(client, runtime, headers, expected):
     ],
 )
 def test_token_in_path(client, runtime, path, expected):
-    response = client.post(path, content=fixture_bytes("trx_deposit.json"), headers={"content-type": "application/json"})
+    response = client.post(
+        path,
+        content=fixture_bytes("trx_deposit.json"),
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == expected, response.text
     assert count(runtime.engine, InboundEvent) == (1 if expected == 200 else 0)
 
@@ -147,9 +231,16 @@ def test_open_source_needs_an_allowed_address(settings, runtime):
     body = BODY
     app = create_app(settings)
     with TestClient(app, client=("127.0.0.1", 1)) as inside:
-        assert inside.post("/hooks/open", content=body, headers={"content-type": "application/json"}).status_code == 200
+        assert (
+            inside.post(
+                "/hooks/open", content=body, headers={"content-type": "application/json"}
+            ).status_code
+            == 200
+        )
     with TestClient(app, client=("198.51.100.7", 1)) as outside:
-        response = outside.post("/hooks/open", content=body, headers={"content-type": "application/json"})
+        response = outside.post(
+            "/hooks/open", content=body, headers={"content-type": "application/json"}
+        )
     assert response.status_code == 403
     assert response.json()["error"] == "forbidden"
 
@@ -159,15 +250,28 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(settings, runtime):
 
     from app.main import create_app
 
-    headers = {"content-type": "application/json", "x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY)}
+    headers = {
+        "content-type": "application/json",
+        "x-signature": hmac_sha256_hex(HTX_SECRET.encode(), BODY),
+    }
     app = create_app(settings)
     # An untrusted peer claiming an allowed address is refused.
     with TestClient(app, client=("198.51.100.7", 1)) as attacker:
-        spoofed = attacker.post("/hooks/restricted", content=BODY, headers={**headers, "x-forwarded-for": "203.0.113.9"})
+        spoofed = attacker.post(
+            "/hooks/restricted", content=BODY, headers={**headers, "x-forwarded-for": "203.0.113.9"}
+        )
     assert spoofed.status_code == 403
     # Our own proxy on loopback vouching for an allowed client is believed.
     with TestClient(app, client=("127.0.0.1", 1)) as proxy:
-        relayed = proxy.post("/hooks/restricted", content=BODY, headers={**headers, "x-forwarded-for": "1.2.3.4, 203.0.113.9"})
-        forged_left = proxy.post("/hooks/restricted", content=BODY, headers={**headers, "x-forwarded-for": "203.0.113.9, 198.51.100.7"})
+        relayed = proxy.post(
+            "/hooks/restricted",
+            content=BODY,
+            headers={**headers, "x-forwarded-for": "1.2.3.4, 203.0.113.9"},
+        )
+        forged_left = proxy.post(
+            "/hooks/restricted",
+            content=BODY,
+            headers={**headers, "x-forwarded-for": "203.0.113.9, 198.51.100.7"},
+        )
     assert relayed.status_code == 200, relayed.text
     assert forged_left.status_code == 403

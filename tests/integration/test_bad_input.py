@@ -27,7 +27,18 @@ def _post(client, body: bytes, *, content_type: str = "application/json", source
         (b'{"filled-amount": Infinity}', 400, "Infinity"),
         (b'{"a": "\xff"}', 400, "UTF-8"),
     ],
-    ids=["syntax", "empty", "array", "deep-100k", "deep-30k", "deep-objects", "10k-digits", "nan", "infinity", "non-utf8"],
+    ids=[
+        "syntax",
+        "empty",
+        "array",
+        "deep-100k",
+        "deep-30k",
+        "deep-objects",
+        "10k-digits",
+        "nan",
+        "infinity",
+        "non-utf8",
+    ],
 )
 def test_unparseable_bodies(client, runtime, body, expected, needle):
     response = _post(client, body)
@@ -54,10 +65,21 @@ def test_schema_errors_are_422_in_pydantic_style(client, runtime):
 
 @pytest.mark.parametrize(
     "amount",
-    ["-1", '"1e5"', '"0x10"', '"12,5"', "true", '"NaN"', "123456789012345678901.5", "0.0000000000000000001"],
+    [
+        "-1",
+        '"1e5"',
+        '"0x10"',
+        '"12,5"',
+        "true",
+        '"NaN"',
+        "123456789012345678901.5",
+        "0.0000000000000000001",
+    ],
 )
 def test_amounts_must_be_exact_bounded_decimals(client, runtime, amount):
-    body = body_of(htx_update(1, "filled", "0", "0", "0")).replace(b'"filled-amount":"0"', b'"filled-amount":' + amount.encode())
+    body = body_of(htx_update(1, "filled", "0", "0", "0")).replace(
+        b'"filled-amount":"0"', b'"filled-amount":' + amount.encode()
+    )
     response = _post(client, body)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "filled-amount"]
@@ -85,10 +107,17 @@ def test_body_over_the_limit_is_413_when_streamed_without_length(client, runtime
 
 @pytest.mark.parametrize(
     ("content_type", "source"),
-    [("text/plain", "htx-main"), ("", "htx-main"), ("application/xml", "pp"), ("application/x-www-form-urlencoded", "pp")],
+    [
+        ("text/plain", "htx-main"),
+        ("", "htx-main"),
+        ("application/xml", "pp"),
+        ("application/x-www-form-urlencoded", "pp"),
+    ],
 )
 def test_unsupported_content_types_are_415(client, runtime, content_type, source):
-    response = client.post(f"/hooks/{source}", content=b"{}", headers={"content-type": content_type})
+    response = client.post(
+        f"/hooks/{source}", content=b"{}", headers={"content-type": content_type}
+    )
     assert response.status_code == 415
     assert response.json()["error"] == "unsupported_media_type"
 

@@ -66,7 +66,8 @@ class _RowLock:
             self.conn = self.engine.connect()
             self.tx = self.conn.begin()
             self.conn.execute(
-                text("SELECT id FROM inbound_events WHERE id = :id FOR UPDATE"), {"id": self.event_id}
+                text("SELECT id FROM inbound_events WHERE id = :id FOR UPDATE"),
+                {"id": self.event_id},
             )
         return self
 
@@ -82,7 +83,9 @@ class _RowLock:
 
 def _job_status(redis: Redis, event_id: str) -> str | None:
     try:
-        status = Job.fetch(job_id(event_id), connection=redis, serializer=JSONSerializer).get_status()
+        status = Job.fetch(
+            job_id(event_id), connection=redis, serializer=JSONSerializer
+        ).get_status()
         return None if status is None else str(status.value)
     except Exception:  # noqa: BLE001 - no such job yet
         return None
@@ -97,7 +100,9 @@ def test_sigkill_of_a_worker_mid_job_still_ends_processed_once(client, runtime, 
         wait_until(lambda: len(Worker.all(queue=queue)) == 1, 30, "the worker to start")
         with _RowLock(env["HOOKLEDGER_DATABASE_URL"], event_id):
             enqueue_event(queue, event_id, timeout_s=30)
-            wait_until(lambda: _job_status(runtime.redis, event_id) == "started", 30, "the job to start")
+            wait_until(
+                lambda: _job_status(runtime.redis, event_id) == "started", 30, "the job to start"
+            )
             stop(worker, signal.SIGKILL)  # killed while blocked inside the job
     finally:
         stop(worker, signal.SIGKILL)
@@ -128,7 +133,11 @@ def test_two_workers_on_one_order_lose_no_update(client, runtime, env):
     with Session(runtime.engine) as session:
         order = session.execute(select(Order)).scalar_one()
         deltas = session.execute(select(OrderEvent)).scalars().all()
-    assert (order.state, order.filled_amount, order.filled_cash_amount) == ("filled", Decimal("0.4"), Decimal("16800"))
+    assert (order.state, order.filled_amount, order.filled_cash_amount) == (
+        "filled",
+        Decimal("0.4"),
+        Decimal("16800"),
+    )
     assert order.filled_fees == Decimal("0.00008")
     assert len(deltas) == 40
     assert sum((d.delta_filled_cash_amount for d in deltas), Decimal(0)) == Decimal("16800")

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
@@ -26,19 +28,25 @@ def failing_orders(runtime) -> Iterator[None]:
     engine: Engine = runtime.engine
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
-            conn.execute(text(
-                "CREATE TRIGGER hl_fail BEFORE INSERT ON orders "
-                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            ))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER hl_fail BEFORE INSERT ON orders "
+                    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                )
+            )
         else:
-            conn.execute(text(
-                "CREATE OR REPLACE FUNCTION hl_fail() RETURNS trigger AS $$ "
-                "BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
-            ))
-            conn.execute(text(
-                "CREATE TRIGGER hl_fail BEFORE INSERT ON orders "
-                "FOR EACH ROW EXECUTE FUNCTION hl_fail()"
-            ))
+            conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION hl_fail() RETURNS trigger AS $$ "
+                    "BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER hl_fail BEFORE INSERT ON orders "
+                    "FOR EACH ROW EXECUTE FUNCTION hl_fail()"
+                )
+            )
     yield
     heal(engine)
 
@@ -96,20 +104,32 @@ def test_an_error_retrying_cannot_fix_is_dead_at_once(client, runtime):
 def test_a_replayed_job_of_a_processed_event_changes_nothing(client, runtime):
     event_id = post_htx(client, htx_update(3, "filled", "2", "200", "0.2")).json()["event_id"]
     run_jobs(runtime)
-    enqueue_event(make_queue(runtime.redis, runtime.settings.processing.queue), event_id, timeout_s=30)
+    enqueue_event(
+        make_queue(runtime.redis, runtime.settings.processing.queue), event_id, timeout_s=30
+    )
     run_jobs(runtime)
     assert process_event(event_id) == "processed"
     assert count(runtime.engine, OrderEvent) == 1
     assert event(runtime.engine, event_id).attempts == 1
 
 
-def test_reconcile_requeues_jobs_lost_with_a_flushed_redis(client, runtime, redis_client, env, monkeypatch, capsys):
-    ids = [post_htx(client, htx_update(i, "filled", "1", "10", "0")).json()["event_id"] for i in range(5)]
+def test_reconcile_requeues_jobs_lost_with_a_flushed_redis(
+    client, runtime, redis_client, env, monkeypatch, capsys
+):
+    ids = [
+        post_htx(client, htx_update(i, "filled", "1", "10", "0")).json()["event_id"]
+        for i in range(5)
+    ]
     redis_client.flushdb()  # every queued job is gone
     run_jobs(runtime)
     assert {event(runtime.engine, i).status for i in ids} == {"received"}
 
-    for key in ("HOOKLEDGER_CONFIG", "HOOKLEDGER_DATABASE_URL", "HOOKLEDGER_REDIS_URL", "TEST_HTX_SECRET"):
+    for key in (
+        "HOOKLEDGER_CONFIG",
+        "HOOKLEDGER_DATABASE_URL",
+        "HOOKLEDGER_REDIS_URL",
+        "TEST_HTX_SECRET",
+    ):
         monkeypatch.setenv(key, env[key])
     assert cli(["reconcile"]) == 0
     assert "5 re-queued" in capsys.readouterr().out
@@ -128,7 +148,9 @@ def test_the_sweep_leaves_jobs_that_still_wait_in_the_queue(client, runtime):
 def _attempts(engine: Engine, event_id: str) -> list[str]:
     with Session(engine) as session:
         rows = session.execute(
-            select(EventAttempt.outcome).where(EventAttempt.event_id == event_id).order_by(EventAttempt.attempt)
+            select(EventAttempt.outcome)
+            .where(EventAttempt.event_id == event_id)
+            .order_by(EventAttempt.attempt)
         )
         return list(rows.scalars())
 
@@ -151,7 +173,9 @@ def deliveries(draw: st.DrawFn) -> list[int]:
     return draw(st.permutations(indices + list(must_have)))
 
 
-@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(order=deliveries(), drain_every=st.integers(min_value=1, max_value=5))
 def test_any_delivery_order_gives_the_same_final_order(client, runtime, order, drain_every):
     order_id = next(_order_ids)
@@ -169,9 +193,14 @@ def test_any_delivery_order_gives_the_same_final_order(client, runtime, order, d
                 func.count(),
             ).where(OrderEvent.order_pk == row.id)
         ).scalar_one()
-        deltas = session.execute(select(OrderEvent).where(OrderEvent.order_pk == row.id)).scalars().all()
+        deltas = (
+            session.execute(select(OrderEvent).where(OrderEvent.order_pk == row.id)).scalars().all()
+        )
     assert (row.state, row.filled_amount, row.filled_cash_amount, row.filled_fees) == (
-        "filled", Decimal("0.03"), Decimal("1260.7"), Decimal("0.00006"),
+        "filled",
+        Decimal("0.03"),
+        Decimal("1260.7"),
+        Decimal("0.00006"),
     )
     assert sums == len(set(order))  # one effect row per distinct event, none per duplicate
     assert sum((d.delta_filled_amount for d in deltas), Decimal(0)) == Decimal("0.03")

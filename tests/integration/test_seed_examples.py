@@ -7,7 +7,15 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
-from app.store.models import Contract, ContractEventRow, Deposit, Order, OrderEvent, RentalOrder, Trade
+from app.store.models import (
+    Contract,
+    ContractEventRow,
+    Deposit,
+    Order,
+    OrderEvent,
+    RentalOrder,
+    Trade,
+)
 from tests.conftest import run_jobs
 from tests.support import count, event, fixture_bytes, post_htx, post_pp, post_trx
 
@@ -89,7 +97,7 @@ def test_htx_form_encoded_callback_is_accepted(client, runtime):
     body = (
         b"order-id=77&account-id=1001&symbol=ethusdt&type=sell-market&filled-amount=1.5"
         b"&filled-cash-amount=3000.75&filled-fees=0.3&state=filled"
-        b'&trade=%5B%7B%22trade-id%22%3A1%2C%22trade-price%22%3A%222000.5%22%2C%22trade-amount%22%3A%221.5%22%7D%5D'
+        b"&trade=%5B%7B%22trade-id%22%3A1%2C%22trade-price%22%3A%222000.5%22%2C%22trade-amount%22%3A%221.5%22%7D%5D"
     )
     from tests.support import htx_headers
 

@@ -51,7 +51,9 @@ def check_media_type(kind: str, content_type: str | None) -> str:
 def _form_to_dict(body: bytes) -> dict[str, Any]:
     text = decode_text(body)
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=200)
+        pairs = parse_qsl(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=200
+        )
     except ValueError as exc:
         raise BadRequest(f"invalid form encoding: {exc}") from exc
     data: dict[str, Any] = {}

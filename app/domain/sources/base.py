@@ -49,13 +49,11 @@ _INT_LIMIT = 2**63
 def _to_int(value: Any) -> int:
     """Accept an int, integer text or an integral Decimal that fits a 64-bit column."""
     result: int | None = None
-    if isinstance(value, bool):
-        result = None
-    elif isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         result = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 20:
-        result = int(value)
-    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+    elif (isinstance(value, str) and len(value) <= 20 and value.strip().lstrip("-").isdigit()) or (
+        isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()
+    ):
         result = int(value)
     if result is None:
         raise ValueError("must be an integer")

@@ -87,18 +87,17 @@ class ContractEvent(BaseModel):
             return self
         if self.payload is None:
             raise ValueError(f"{self.event_type} requires a payload")
-        if self.payload.position_id is None:
+        p = self.payload
+        if p.position_id is None:
             raise ValueError(f"{self.event_type} requires payload.position_id")
-        if self.event_type == "positionSettle":
-            p = self.payload
-            if None in (p.buy_currency, p.buy_amount, p.sell_currency, p.sell_amount):
-                raise ValueError(
-                    "positionSettle requires payload.buy_currency, buy_amount, "
-                    "sell_currency and sell_amount"
-                )
-        if self.event_type == "positionCancel" and self.payload.violate_money:
-            if self.payload.violate_currency is None:
-                raise ValueError("positionCancel with violate_money requires violate_currency")
+        settle_fields = (p.buy_currency, p.buy_amount, p.sell_currency, p.sell_amount)
+        if self.event_type == "positionSettle" and None in settle_fields:
+            raise ValueError(
+                "positionSettle requires payload.buy_currency, buy_amount, "
+                "sell_currency and sell_amount"
+            )
+        if self.event_type == "positionCancel" and p.violate_money and p.violate_currency is None:
+            raise ValueError("positionCancel with violate_money requires violate_currency")
         return self
 
 
