@@ -24,7 +24,7 @@ def test_fractions_become_exact_decimals() -> None:
 
 
 def test_integers_stay_int() -> None:
-    value = loads_exact(b'[0, -7, 1704440609000, 123456789012345678901234567890]')
+    value = loads_exact(b"[0, -7, 1704440609000, 123456789012345678901234567890]")
     assert value == [0, -7, 1704440609000, 123456789012345678901234567890]
     assert all(type(v) is int for v in value)
 
@@ -161,8 +161,9 @@ scalars = (
 )
 json_values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=30,
 )
 

@@ -87,7 +87,11 @@ def test_contract_sample_loads() -> None:
     assert source.allow_ips == (ip_network("203.0.113.0/24"),)
 
     api_key = config.api_keys["finance"]
-    assert (api_key.key, api_key.secret, api_key.accounts) == ("ak_finance", "finance-secret", ("1001",))
+    assert (api_key.key, api_key.secret, api_key.accounts) == (
+        "ak_finance",
+        "finance-secret",
+        ("1001",),
+    )
 
     target = config.targets["tw-futures"]
     assert (target.kind, target.secret, target.simulation) == ("fourpass", "fourpass-secret", True)
@@ -196,7 +200,11 @@ def sample_with(old: str, new: str) -> str:
             "",
         ),
         (sample_with("max_body_bytes = 262144", "max_body_bytes = 0"), "server.max_body_bytes", ""),
-        (sample_with("tolerance_s = 300", 'tolerance_s = "5m"'), "sources.htx-main.tolerance_s", ""),
+        (
+            sample_with("tolerance_s = 300", 'tolerance_s = "5m"'),
+            "sources.htx-main.tolerance_s",
+            "",
+        ),
         (
             sample_with('target = "tw-futures"', 'target = "nowhere"'),
             "hedge-btc-fills",

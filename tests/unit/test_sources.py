@@ -296,7 +296,9 @@ def test_pingpong_known_types(event_type: str, canonical: str) -> None:
 def test_pingpong_key_is_the_msg_id_only() -> None:
     data = fixture("pingpong_position_settle.json")
     other_payload = data | {"payload": data["payload"] | {"buy_amount": 1}}
-    assert parse("pingpong", data).idempotency_key == parse("pingpong", other_payload).idempotency_key
+    assert (
+        parse("pingpong", data).idempotency_key == parse("pingpong", other_payload).idempotency_key
+    )
     assert parse("pingpong", data | {"msg_id": "P2"}).idempotency_key == "P2"
 
 
@@ -346,7 +348,10 @@ def test_trx_unknown_type_is_unhandled() -> None:
     assert event.event is None
     assert event.raw_type == "withdrawal"
     assert event.idempotency_key
-    assert event.idempotency_key != parse("trx-energy", {"type": "withdrawal", "id": 8}).idempotency_key
+    assert (
+        event.idempotency_key
+        != parse("trx-energy", {"type": "withdrawal", "id": 8}).idempotency_key
+    )
 
 
 def test_trx_unknown_type_without_id_falls_back_to_the_body_digest() -> None:
@@ -473,7 +478,10 @@ def test_trx_bad_tron_address(address: str) -> None:
 
 def test_trx_deposit_bad_addresses_and_hash() -> None:
     data = fixture("trx_deposit.json") | {"fromAddress": "nope", "txHash": "abc"}
-    assert sorted(locs(failure("trx-energy", data))) == [["body", "fromAddress"], ["body", "txHash"]]
+    assert sorted(locs(failure("trx-energy", data))) == [
+        ["body", "fromAddress"],
+        ["body", "txHash"],
+    ]
 
 
 @pytest.mark.parametrize("amount", [0, -5, "1e9", 1.5, 10**19])

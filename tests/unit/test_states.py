@@ -43,8 +43,10 @@ increments = st.decimals(
 def true_history(draw: st.DrawFn) -> list[OrderState]:
     """One order's updates as the venue sent them: ranks and cumulative amounts never fall."""
     steps = draw(st.integers(min_value=1, max_value=8))
-    ranks = sorted(draw(st.lists(st.sampled_from(list(ORDER_RANK)), min_size=steps, max_size=steps)),
-                   key=ORDER_RANK.__getitem__)
+    ranks = sorted(
+        draw(st.lists(st.sampled_from(list(ORDER_RANK)), min_size=steps, max_size=steps)),
+        key=ORDER_RANK.__getitem__,
+    )
     amount = cash = fees = ZERO
     history = []
     for state in ranks:
@@ -210,4 +212,6 @@ def test_merge_ranked_is_order_independent(case: tuple[list[str], list[str]]) ->
     def merge_all(items: list[str]) -> str | None:
         return reduce(lambda acc, s: merge_ranked(acc, s, CONTRACT_RANK), items, None)
 
-    assert merge_all(statuses) == merge_all(shuffled) == max(statuses, key=CONTRACT_RANK.__getitem__)
+    assert (
+        merge_all(statuses) == merge_all(shuffled) == max(statuses, key=CONTRACT_RANK.__getitem__)
+    )
