@@ -39,18 +39,19 @@ def _parse_constant(name: str) -> Any:
 
 
 def _depth(value: Any, limit: int) -> int:
-    """Return the nesting depth of ``value``, stopping early once it passes ``limit``."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    """Return how deeply arrays and objects nest in ``value`` (scalars add nothing), stopping
+    early once it passes ``limit``."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
     deepest = 0
     while stack:
         node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
+        if isinstance(node, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth) for child in children)
     return deepest
 
 

@@ -8,11 +8,14 @@ the edge can always be stored.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 MAX_INT_DIGITS = 20
 MAX_FRAC_DIGITS = 18
-_DECIMAL_TEXT = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?")
+_DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
+# normalize() rounds to the context precision (28 by default): use one wide enough for any
+# value that passes the bounds, so trailing zeros are stripped without losing a digit.
+_WIDE = Context(prec=80)
 
 
 def parse_decimal(value: object) -> Decimal:
@@ -52,7 +55,7 @@ def check_bounds(value: Decimal) -> Decimal:
     if int_digits > MAX_INT_DIGITS:
         raise ValueError(f"amount has more than {MAX_INT_DIGITS} integer digits")
     if frac > MAX_FRAC_DIGITS:
-        stripped = value.normalize()
+        stripped = value.normalize(_WIDE)
         s_exp = stripped.as_tuple().exponent
         assert isinstance(s_exp, int)
         if -s_exp > MAX_FRAC_DIGITS:
@@ -65,4 +68,4 @@ def canonical(value: Decimal) -> str:
     """Return the shortest plain text of ``value``, no exponent: ``1.500`` -> ``'1.5'``."""
     if value == 0:
         return "0"
-    return format(value.normalize(), "f")
+    return format(value.normalize(_WIDE), "f")

@@ -12,11 +12,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 from app.domain.errors import Unauthorized
 
 WEBHOOK_TOLERANCE_S = 300
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
 def hmac_sha256_hex(secret: bytes, message: bytes) -> str:
@@ -84,8 +86,11 @@ def decode_webhook_secret(secret: str) -> bytes:
 
     Raises ``ValueError`` when it is not base64 or empty (a configuration error)."""
     text = secret.removeprefix("whsec_")
+    if not _BASE64.fullmatch(text):
+        raise ValueError("a standard-webhooks secret must be base64, optionally after 'whsec_'")
     try:
-        key = base64.b64decode(text + "==", validate=False)
+        # Padding added as the reference library does, so unpadded secrets work the same.
+        key = base64.b64decode(text + "==")
     except (binascii.Error, ValueError) as exc:
         raise ValueError(
             "a standard-webhooks secret must be base64, optionally after 'whsec_'"
@@ -134,7 +139,10 @@ def verify_standard_webhook(
             continue
     if not presented:
         raise Unauthorized("webhook-signature has no v1 signature")
-    signed = f"{msg_id}.{stamp}.".encode() + body
+    try:
+        signed = f"{msg_id}.{stamp}.".encode() + body
+    except UnicodeEncodeError as exc:
+        raise Unauthorized("webhook-id is not valid text") from exc
     expected = [hmac.new(key, signed, hashlib.sha256).digest() for key in keys]
     matched = False
     for sig in presented:

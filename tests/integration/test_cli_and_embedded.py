@@ -13,9 +13,16 @@ from rq.serializers import JSONSerializer
 from app.redis_embedded import resolve, start_private_server
 
 
-def _hookledger(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _hookledger(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -38,7 +45,9 @@ def test_check_config_names_the_bad_keys(tmp_path, env):
     assert result.returncode == 2
     assert "sources.y.secrets[0]: environment variable NOT_SET_ANYWHERE is not set" in result.stderr
 
-    bad.write_text('[server]\nmax_body = 10\n\n[sources.x]\nkind = "binance"\naccount_id = "1"\nauth = "token"\n')
+    bad.write_text(
+        '[server]\nmax_body = 10\n\n[sources.x]\nkind = "binance"\naccount_id = "1"\nauth = "token"\n'
+    )
     result = _hookledger("check-config", env={**env, "HOOKLEDGER_CONFIG": str(bad)})
     assert result.returncode == 2
     assert "server.max_body: unknown key" in result.stderr
@@ -71,7 +80,9 @@ def test_private_redis_server_runs_rq_jobs(tmp_path):
         assert client.config_get("appendonly")["appendonly"] == "yes"
         queue = Queue("t", connection=client, serializer=JSONSerializer)
         job = queue.enqueue("tests.integration.test_cli_and_embedded._double", 21)
-        SimpleWorker([queue], connection=client, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
+        SimpleWorker([queue], connection=client, serializer=JSONSerializer).work(
+            burst=True, logging_level="WARNING"
+        )
         assert job.latest_result().return_value == 42
         assert (tmp_path / "redis").is_dir()
         client.close()
@@ -81,4 +92,7 @@ def test_private_redis_server_runs_rq_jobs(tmp_path):
 
 
 def test_resolve_prefers_the_configured_url(tmp_path):
-    assert resolve("redis://example.invalid:6379/0", tmp_path) == ("redis://example.invalid:6379/0", None)
+    assert resolve("redis://example.invalid:6379/0", tmp_path) == (
+        "redis://example.invalid:6379/0",
+        None,
+    )

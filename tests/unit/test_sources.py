@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -495,14 +494,9 @@ def test_trx_missing_type() -> None:
     assert locs(detail) == [["body", "type"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="base._to_int converts any integral Decimal with int(); a 10-character JSON "
-    "number such as 1E+150000 costs ~0.5 s (1E+1000000 ~25 s) before the range check",
-)
+@pytest.mark.timeout(10)
 def test_huge_exponent_integer_fields_are_refused_without_expanding_them() -> None:
-    body = raw_fixture("trx_deposit.json").replace(b"1000000000", b"1E+150000")
-    started = time.perf_counter()
+    # Expanding 1E+999999999 into an int would never finish: the range check must come first.
+    body = raw_fixture("trx_deposit.json").replace(b"1000000000", b"1E+999999999")
     with pytest.raises(ValidationFailed):
         parse_event("trx-energy", body, JSON)
-    assert time.perf_counter() - started < 0.1

@@ -52,7 +52,10 @@ def _to_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         result = value
     elif (isinstance(value, str) and len(value) <= 20 and value.strip().lstrip("-").isdigit()) or (
-        isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value()
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < 19  # before int(): 1E+1000000 must not build a huge int
+        and value == value.to_integral_value()
     ):
         result = int(value)
     if result is None:
