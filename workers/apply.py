@@ -9,7 +9,8 @@ application impossible at the database level too.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,14 @@ from sqlalchemy import select
 from sqlmodel import Session, SQLModel
 
 from app.domain.errors import PermanentError
+from app.domain.journal import (
+    SUN_EXP,
+    EntryDraft,
+    fx_penalty,
+    fx_settlement,
+    spot_fill,
+    trx_deposit,
+)
 from app.domain.sources.base import ParsedEvent
 from app.domain.sources.htx import HtxOrder
 from app.domain.sources.pingpong import ContractEvent
@@ -30,6 +39,7 @@ from app.domain.states import (
     merge_ranked,
 )
 from app.store.db import insert_ignore
+from app.store.journal import post_entry
 from app.store.models import (
     Contract,
     ContractEventRow,
@@ -42,7 +52,6 @@ from app.store.models import (
     table_of,
 )
 
-SUN_PER_TRX_EXP = -6
 _NEW = "new"  # placeholder status of a freshly created aggregate; ranks below every real one
 _CONTRACT_STATUS = {
     "contract.created": "created",
@@ -63,9 +72,16 @@ def _get_or_create_locked(
     return session.execute(stmt).scalar_one()
 
 
-def apply_event(
-    session: Session, row: InboundEvent, parsed: ParsedEvent, *, account_id: str, now: datetime
-) -> str:
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What applying one event needs besides the session and the event."""
+
+    account_id: str
+    quote_currencies: tuple[str, ...]
+    now: datetime
+
+
+def apply_event(session: Session, row: InboundEvent, parsed: ParsedEvent, ctx: Context) -> str:
     """Apply ``parsed`` (stored as ``row``); return ``"processed"`` or ``"unhandled"``.
 
     Raises ``PermanentError`` when the event can never be applied."""
@@ -73,21 +89,38 @@ def apply_event(
         return "unhandled"
     payload = parsed.payload
     if isinstance(payload, HtxOrder):
-        _apply_htx(session, row, payload, account_id=parsed.account_id or account_id, now=now)
+        _apply_htx(session, row, payload, ctx, account_id=parsed.account_id or ctx.account_id)
     elif isinstance(payload, ContractEvent):
-        _apply_contract(session, row, payload, parsed.event, account_id=account_id, now=now)
+        _apply_contract(session, row, payload, parsed.event, ctx)
     elif isinstance(payload, RentalPush):
-        _apply_rental(session, row, payload, account_id=account_id, now=now)
+        _apply_rental(session, row, payload, ctx)
     elif isinstance(payload, DepositPush):
-        _apply_deposit(session, row, payload, account_id=account_id, now=now)
+        _apply_deposit(session, row, payload, ctx)
     else:  # pragma: no cover - every known event has a handler above
         raise PermanentError(f"no handler for {parsed.kind} event {parsed.event}")
     return "processed"
 
 
+def _post(
+    session: Session,
+    row: InboundEvent,
+    draft: EntryDraft,
+    now: datetime,
+    *,
+    sett_date: int | None = None,
+) -> int:
+    date = int(row.received_at.timestamp())
+    entry = post_entry(
+        session, draft, event_id=row.id, date=date, sett_date=sett_date or date, now=now
+    )
+    assert entry.id is not None
+    return entry.id
+
+
 def _apply_htx(
-    session: Session, row: InboundEvent, p: HtxOrder, *, account_id: str, now: datetime
+    session: Session, row: InboundEvent, p: HtxOrder, ctx: Context, *, account_id: str
 ) -> None:
+    now = ctx.now
     order: Order = _get_or_create_locked(
         session,
         Order,
@@ -145,6 +178,22 @@ def _apply_htx(
             applied_at=now,
         )
     )
+    if delta.moved_money:
+        try:
+            draft = spot_fill(
+                source=row.source,
+                account_id=order.account_id,
+                symbol=order.symbol,
+                side=order.side,
+                quote_currencies=ctx.quote_currencies,
+                filled=delta.filled_amount,
+                cash=delta.filled_cash_amount,
+                fees=delta.filled_fees,
+            )
+        except ValueError as exc:
+            raise PermanentError(str(exc)) from exc
+        if draft is not None:
+            _post(session, row, draft, now)
     dialect = session.get_bind().dialect.name
     for trade in p.trade:
         values = Trade(
@@ -164,17 +213,16 @@ def _apply_contract(
     row: InboundEvent,
     e: ContractEvent,
     event: str,
-    *,
-    account_id: str,
-    now: datetime,
+    ctx: Context,
 ) -> None:
+    now = ctx.now
     p = e.payload
     assert p is not None and p.position_id is not None  # the model requires both for known types
     contract: Contract = _get_or_create_locked(
         session,
         Contract,
         {"source": row.source, "position_id": p.position_id},
-        {"account_id": account_id, "status": _NEW, "updated_at": now, "last_event_id": row.id},
+        {"account_id": ctx.account_id, "status": _NEW, "updated_at": now, "last_event_id": row.id},
     )
     lifecycle = _CONTRACT_STATUS[event]
     contract.status = merge_ranked(contract.status, lifecycle, CONTRACT_RANK)
@@ -195,6 +243,35 @@ def _apply_contract(
     if lifecycle == "canceled" and p.violate_money is not None:
         contract.violate_money = p.violate_money
         contract.violate_currency = p.violate_currency
+    # Cash moves once per contract whatever the order or number of lifecycle callbacks.
+    if lifecycle == "settled" and contract.settlement_entry_id is None:
+        assert (
+            p.sell_currency
+            and p.buy_currency
+            and p.sell_amount is not None
+            and p.buy_amount is not None
+        )
+        draft = fx_settlement(
+            source=row.source,
+            account_id=contract.account_id,
+            position_id=contract.position_id,
+            sell_currency=p.sell_currency,
+            sell_amount=p.sell_amount,
+            buy_currency=p.buy_currency,
+            buy_amount=p.buy_amount,
+            price=p.price,
+        )
+        contract.settlement_entry_id = _post(session, row, draft, now, sett_date=_day(p.value_date))
+    elif lifecycle == "canceled" and p.violate_money and contract.penalty_entry_id is None:
+        assert p.violate_currency is not None
+        draft = fx_penalty(
+            source=row.source,
+            account_id=contract.account_id,
+            position_id=contract.position_id,
+            currency=p.violate_currency,
+            amount=p.violate_money,
+        )
+        contract.penalty_entry_id = _post(session, row, draft, now)
     contract.updated_at = now
     contract.last_event_id = row.id
     session.add(contract)
@@ -207,9 +284,8 @@ def _apply_contract(
     )
 
 
-def _apply_rental(
-    session: Session, row: InboundEvent, p: RentalPush, *, account_id: str, now: datetime
-) -> None:
+def _apply_rental(session: Session, row: InboundEvent, p: RentalPush, ctx: Context) -> None:
+    now, account_id = ctx.now, ctx.account_id
     rental: RentalOrder = _get_or_create_locked(
         session,
         RentalOrder,
@@ -232,9 +308,8 @@ def _apply_rental(
     session.add(rental)
 
 
-def _apply_deposit(
-    session: Session, row: InboundEvent, p: DepositPush, *, account_id: str, now: datetime
-) -> None:
+def _apply_deposit(session: Session, row: InboundEvent, p: DepositPush, ctx: Context) -> None:
+    now, account_id = ctx.now, ctx.account_id
     dialect = session.get_bind().dialect.name
     values = {
         "source": row.source,
@@ -243,9 +318,26 @@ def _apply_deposit(
         "address": p.address,
         "from_address": p.fromAddress,
         "amount_sun": p.amount,
-        "amount_trx": Decimal(p.amount).scaleb(SUN_PER_TRX_EXP),
+        "amount_trx": Decimal(p.amount).scaleb(SUN_EXP),
         "created_at_text": p.createdAt,
         "event_id": row.id,
         "applied_at": now,
     }
-    session.execute(insert_ignore(dialect, table_of(Deposit), values, ["source", "tx_hash"]))
+    table = table_of(Deposit)
+    stmt = insert_ignore(dialect, table, values, ["source", "tx_hash"]).returning(table.c.id)
+    if session.execute(stmt).scalar_one_or_none() is not None:
+        draft = trx_deposit(
+            source=row.source, account_id=account_id, tx_hash=p.txHash, amount_sun=p.amount
+        )
+        _post(session, row, draft, now)
+
+
+def _day(value_date: str | None) -> int | None:
+    """Unix seconds of midnight UTC of a ``YYYY-MM-DD`` date."""
+    if not value_date:
+        return None
+    try:
+        day = datetime.strptime(value_date, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(day.timestamp())

@@ -21,7 +21,7 @@ from app.domain.errors import HookError, PermanentError
 from app.domain.sources import parse_event
 from app.store import events as event_store
 from app.store.models import InboundEvent
-from workers.apply import apply_event
+from workers.apply import Context, apply_event
 from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
@@ -62,7 +62,12 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
         except HookError as exc:
             raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
         now = utcnow()
-        status = apply_event(session, row, parsed, account_id=source.account_id, now=now)
+        ctx = Context(
+            account_id=source.account_id,
+            quote_currencies=runtime.settings.file.ledger.quote_currencies,
+            now=now,
+        )
+        status = apply_event(session, row, parsed, ctx)
         row.attempts += 1
         row.status = status
         row.processed_at = now

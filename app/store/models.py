@@ -16,11 +16,13 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Engine,
     Index,
     LargeBinary,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -154,6 +156,8 @@ class Contract(SQLModel, table=True):
     value_date: str | None = Field(default=None, max_length=10)
     violate_money: Decimal | None = _amount(nullable=True, default=None)
     violate_currency: str | None = Field(default=None, max_length=12)
+    settlement_entry_id: int | None = None  # cash is settled once per contract
+    penalty_entry_id: int | None = None  # a penalty is charged once per contract
     updated_at: datetime
     last_event_id: str = Field(max_length=40)
 
@@ -209,6 +213,72 @@ class Deposit(SQLModel, table=True):
     applied_at: datetime
 
 
+class JournalEntry(SQLModel, table=True):
+    """One balanced set of postings, caused by exactly one inbound event (unique)."""
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (UniqueConstraint("event_id", name="uq_journal_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="inbound_events.id", max_length=40)
+    business_type: str = Field(max_length=32)
+    market: str = Field(max_length=16)
+    product_code: str = Field(max_length=128)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    date: int = Field(sa_type=BigInteger, index=True)
+    sett_date: int = Field(sa_type=BigInteger)
+    created_at: datetime
+
+
+class LedgerPosting(SQLModel, table=True):
+    """One leg of a journal entry. ``balance`` is the account's running balance in ``currency``
+    after this posting: postings of one (account, currency) are made in ``id`` order under a
+    lock on its ``account_balances`` row."""
+
+    __tablename__ = "postings"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="ck_posting_not_zero"),
+        Index("ix_postings_account_id", "account_id", "id"),
+        Index("ix_postings_account_currency", "account_id", "currency", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="journal_entries.id", index=True)
+    event_id: str = Field(max_length=40)
+    account_id: str = Field(max_length=64)
+    customer: bool
+    currency: str = Field(max_length=16)
+    amount: Decimal = _amount()
+    balance: Decimal = _amount()
+    tran_type: str = Field(max_length=16)
+    business_type: str = Field(max_length=32)
+    business_sub_type: str = Field(max_length=16)
+    market: str = Field(max_length=16)
+    product_code: str = Field(max_length=128)
+    product_name: str = Field(max_length=128)
+    price: Decimal | None = _amount(nullable=True, default=None)
+    qty: Decimal | None = _amount(nullable=True, default=None)
+    fx_currency: str | None = Field(default=None, max_length=16)
+    fx_amt: Decimal | None = _amount(nullable=True, default=None)
+    fx_rate: Decimal | None = _amount(nullable=True, default=None)
+    date: int = Field(sa_type=BigInteger)
+    sett_date: int = Field(sa_type=BigInteger)
+
+
+class AccountBalance(SQLModel, table=True):
+    """Current balance per (account, currency): the lock that orders postings."""
+
+    __tablename__ = "account_balances"
+    __table_args__ = (UniqueConstraint("account_id", "currency", name="uq_balance_account_ccy"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: str = Field(max_length=64)
+    currency: str = Field(max_length=16)
+    balance: Decimal = _amount()
+    last_posting_id: int | None = None
+    updated_at: datetime
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The SQLAlchemy ``Table`` of a table model."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -216,6 +286,34 @@ def table_of(model: type[SQLModel]) -> Table:
     return table
 
 
-def create_all(engine: object) -> None:
-    """Create every table that does not exist yet."""
-    SQLModel.metadata.create_all(engine)  # type: ignore[arg-type]
+# PostgreSQL checks invariant 1 of app.domain.journal at commit: every entry balances per
+# currency. (SQLite cannot defer a check; there the code and `ledger verify` enforce it.)
+_PG_BALANCED = [
+    """
+    CREATE OR REPLACE FUNCTION hl_entry_balanced() RETURNS trigger AS $$
+    BEGIN
+      IF EXISTS (
+        SELECT 1 FROM postings WHERE entry_id = NEW.entry_id
+        GROUP BY currency HAVING SUM(amount) <> 0
+      ) THEN
+        RAISE EXCEPTION 'journal entry % does not balance', NEW.entry_id;
+      END IF;
+      RETURN NULL;
+    END $$ LANGUAGE plpgsql
+    """,
+    "DROP TRIGGER IF EXISTS hl_entry_balanced ON postings",
+    """
+    CREATE CONSTRAINT TRIGGER hl_entry_balanced AFTER INSERT OR UPDATE ON postings
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hl_entry_balanced()
+    """,
+]
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table that does not exist yet, and PostgreSQL's ledger triggers."""
+    SQLModel.metadata.create_all(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(7414001)"))  # one creator at a time
+            for statement in _PG_BALANCED:
+                conn.execute(text(statement))
