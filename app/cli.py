@@ -8,6 +8,8 @@
     hookledger check-config  validate the configuration and exit
     hookledger init-db       create missing tables
     hookledger sample        print a signed sample request for a source
+    hookledger ledger export --from DATE --to DATE [--account A] [--format csv|json]
+    hookledger ledger verify check every ledger invariant; exit 1 on any breach
 
 Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage.
 """
@@ -217,6 +219,18 @@ def _wait_http(url: str, timeout_s: float) -> None:
             time.sleep(0.2)
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from app import ledger_cli
+
+    settings = _settings()
+    if args.ledger_func == "verify":
+        return ledger_cli.run_verify(settings, sys.stdout)
+    if args.output == "-":
+        return ledger_cli.export(settings, args, sys.stdout)
+    with open(args.output, "w", encoding="utf-8", newline="") as out:
+        return ledger_cli.export(settings, args, out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookledger", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -248,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None)
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.set_defaults(func=cmd_sample)
+    from app import ledger_cli
+
+    ledger_cli.add_parser(sub)
+    sub.choices["ledger"].set_defaults(func=cmd_ledger)
     p = sub.add_parser("up", help="start web, worker and sweeper on embedded defaults")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

@@ -20,9 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.domain.apikeys import ApiKey
 from app.ingest import Ingestor
 from app.logging import configure_logging
 from app.responses import json_response
+from app.routes import ledger
 from app.routes.health import healthz, readyz
 from app.routes.hooks import receive_hook
 from app.settings import Settings, load_settings
@@ -77,6 +79,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
             Route("/hooks/{source}/{token}", receive_hook, methods=["POST"]),
+            Route("/account/v1/transactions", ledger.transactions, methods=["GET"]),
+            Route("/account/v1/balances", ledger.balances, methods=["GET"]),
+            Route("/account/v1/orders", ledger.orders, methods=["GET"]),
+            Route("/account/v1/orders/{source}/{order_id}", ledger.order_detail, methods=["GET"]),
+            Route("/account/v1/contracts", ledger.contracts, methods=["GET"]),
+            Route("/account/v1/deposits", ledger.deposits, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
@@ -84,6 +92,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_keys = [
+        ApiKey(name=name, key=cfg.key, secret=cfg.secret, accounts=cfg.accounts)
+        for name, cfg in settings.file.api_keys.items()
+    ]
     return app
 
 

@@ -1,0 +1,142 @@
+"""``hookledger ledger export`` and ``hookledger ledger verify``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+from sqlmodel import Session
+
+from app.responses import dumps
+from app.settings import Settings
+from app.store import ledger as queries
+from app.store.db import make_engine
+from app.store.verify import verify
+
+
+def parse_date(text: str, *, end_of_day: bool = False) -> int:
+    """Unix seconds from ``YYYY-MM-DD`` (UTC; the day's last second with ``end_of_day``) or
+    from Unix seconds. Raises ``argparse.ArgumentTypeError``."""
+    if text.isdigit():
+        return int(text)
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither YYYY-MM-DD nor Unix seconds"
+        ) from exc
+    return int(day.timestamp()) + (86_399 if end_of_day else 0)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    return "" if value is None else value
+
+
+class _Progress:
+    """Rows written, on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.count, self.live = stream, 0, stream.isatty()
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.live and self.count % 1000 == 0:
+            self.stream.write(f"\rexported {self.count} rows")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write(f"\rexported {self.count} rows\n")
+
+
+def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    start = parse_date(args.from_date)
+    end = parse_date(args.to_date, end_of_day=True)
+    if start > end:
+        print(
+            f"hookledger: --from ({args.from_date}) is after --to ({args.to_date})", file=sys.stderr
+        )
+        return 2
+    flt = queries.PostingFilter(
+        accounts=[args.account] if args.account else None, from_date=start, to_date=end
+    )
+    progress = _Progress(sys.stderr)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            rows = (queries.posting_row(p) for p in queries.iter_postings(session, flt))
+            if args.format == "csv":
+                writer = csv.DictWriter(
+                    out, fieldnames=queries.TRANSACTION_FIELDS, lineterminator="\n"
+                )
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: _cell(v) for k, v in row.items()})
+                    progress.tick()
+            else:
+                out.write("[")
+                for row in rows:
+                    out.write(("," if progress.count else "") + "\n" + dumps(row).decode())
+                    progress.tick()
+                out.write("\n]\n")
+    finally:
+        engine.dispose()
+    out.flush()
+    progress.done()
+    return 0
+
+
+def run_verify(settings: Settings, out: TextIO) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            report = verify(session, settings.file.ledger.quote_currencies)
+    finally:
+        engine.dispose()
+    print(
+        f"checked {report.checked_postings} postings, {report.checked_entries} entries, "
+        f"{report.checked_orders} orders",
+        file=out,
+    )
+    if report.ok:
+        print("ledger OK: every invariant holds", file=out)
+        return 0
+    print(f"ledger BROKEN: {len(report.breaches)} breach(es)", file=out)
+    for line in report.breaches[:1000]:
+        print(f"  - {line}", file=out)
+    if len(report.breaches) > 1000:
+        print(f"  ... and {len(report.breaches) - 1000} more", file=out)
+    return 1
+
+
+def add_parser(sub: Any) -> None:
+    ledger = sub.add_parser("ledger", help="export or verify the ledger")
+    verbs = ledger.add_subparsers(dest="ledger_command", required=True, metavar="VERB")
+    p = verbs.add_parser("export", help="write customer transactions as CSV or JSON")
+    p.add_argument(
+        "--from",
+        dest="from_date",
+        required=True,
+        metavar="DATE",
+        help="YYYY-MM-DD (UTC) or Unix seconds",
+    )
+    p.add_argument(
+        "--to",
+        dest="to_date",
+        required=True,
+        metavar="DATE",
+        help="inclusive; YYYY-MM-DD or Unix seconds",
+    )
+    p.add_argument("--account", default=None)
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+    p.set_defaults(ledger_func="export")
+    verbs.add_parser("verify", help="check every ledger invariant").set_defaults(
+        ledger_func="verify"
+    )

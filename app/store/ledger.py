@@ -1,0 +1,245 @@
+"""Read queries of the accountants' API and the ledger export. Only customer-side postings
+are ever returned to a key, and only for the accounts it may read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlmodel import Session, col
+
+from app.store.models import (
+    Contract,
+    Deposit,
+    InboundEvent,
+    LedgerPosting,
+    Order,
+    OrderEvent,
+    Trade,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PostingFilter:
+    """``accounts`` None means every customer account."""
+
+    accounts: Sequence[str] | None = None
+    business_types: Sequence[str] | None = None
+    io_type: str | None = None
+    from_date: int | None = None
+    to_date: int | None = None
+    max_id: int | None = None
+    after_id: int | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        p = LedgerPosting
+        where: list[ColumnElement[bool]] = [col(p.customer).is_(True)]
+        if self.accounts is not None:
+            where.append(col(p.account_id).in_(list(self.accounts)))
+        if self.business_types:
+            where.append(col(p.business_type).in_(list(self.business_types)))
+        if self.io_type == "in":
+            where.append(col(p.amount) > 0)
+        elif self.io_type == "out":
+            where.append(col(p.amount) < 0)
+        if self.from_date is not None:
+            where.append(col(p.date) >= self.from_date)
+        if self.to_date is not None:
+            where.append(col(p.date) <= self.to_date)
+        if self.max_id is not None:
+            where.append(col(p.id) <= self.max_id)
+        if self.after_id is not None:
+            where.append(col(p.id) > self.after_id)
+        return where
+
+
+def page_of_postings(
+    session: Session, flt: PostingFilter, *, page: int, page_size: int
+) -> tuple[int, list[LedgerPosting]]:
+    """Return the total count and one page of customer postings in ascending id order."""
+    where = flt.clauses()
+    total = session.execute(
+        select(func.count()).select_from(LedgerPosting).where(*where)
+    ).scalar_one()
+    rows = session.execute(
+        select(LedgerPosting)
+        .where(*where)
+        .order_by(col(LedgerPosting.id))
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).scalars()
+    return int(total), list(rows)
+
+
+def max_posting_id(session: Session) -> int:
+    return int(session.execute(select(func.coalesce(func.max(LedgerPosting.id), 0))).scalar_one())
+
+
+def iter_postings(
+    session: Session, flt: PostingFilter, *, batch: int = 2000
+) -> Iterator[LedgerPosting]:
+    """Every matching posting in id order, fetched in keyset batches (for exports)."""
+    after = flt.after_id or 0
+    while True:
+        rows = list(
+            session.execute(
+                select(LedgerPosting)
+                .where(*PostingFilter(**{**flt.__dict__, "after_id": after}).clauses())
+                .order_by(col(LedgerPosting.id))
+                .limit(batch)
+            ).scalars()
+        )
+        if not rows:
+            return
+        yield from rows
+        assert rows[-1].id is not None
+        after = rows[-1].id
+
+
+def balances_as_of(
+    session: Session, accounts: Sequence[str] | None, as_of: int | None
+) -> list[LedgerPosting]:
+    """The last customer posting per (account, currency) with ``date <= as_of`` (all if None):
+    its ``balance`` is the balance at that time."""
+    p = LedgerPosting
+    where: list[ColumnElement[bool]] = [col(p.customer).is_(True)]
+    if accounts is not None:
+        where.append(col(p.account_id).in_(list(accounts)))
+    if as_of is not None:
+        where.append(col(p.date) <= as_of)
+    last = (
+        select(func.max(p.id).label("id"))
+        .where(*where)
+        .group_by(col(p.account_id), col(p.currency))
+        .subquery()
+    )
+    rows = session.execute(
+        select(p).join(last, col(p.id) == last.c.id).order_by(col(p.account_id), col(p.currency))
+    ).scalars()
+    return list(rows)
+
+
+def page_of(
+    session: Session,
+    model: Any,
+    *,
+    accounts: Sequence[str] | None,
+    page: int,
+    page_size: int,
+    extra: Sequence[ColumnElement[bool]] = (),
+) -> tuple[int, list[Any]]:
+    """A page of orders, contracts or deposits of ``accounts``, by id."""
+    where: list[ColumnElement[bool]] = list(extra)
+    if accounts is not None:
+        where.append(col(model.account_id).in_(list(accounts)))
+    total = session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    rows = session.execute(
+        select(model)
+        .where(*where)
+        .order_by(model.id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).scalars()
+    return int(total), list(rows)
+
+
+def order_history(session: Session, order: Order) -> list[dict[str, Any]]:
+    """Each event applied to ``order``: what it added and where it came from (provenance)."""
+    rows = session.execute(
+        select(OrderEvent, InboundEvent)
+        .join(InboundEvent, and_(col(InboundEvent.id) == col(OrderEvent.event_id)))
+        .where(col(OrderEvent.order_pk) == order.id)
+        .order_by(col(OrderEvent.id))
+    ).all()
+    history = []
+    for applied, inbound in rows:
+        history.append(
+            {
+                "event_id": inbound.id,
+                "event": inbound.event_type,
+                "state": applied.state,
+                "added_filled_amount": applied.delta_filled_amount,
+                "added_filled_cash_amount": applied.delta_filled_cash_amount,
+                "added_filled_fees": applied.delta_filled_fees,
+                "received_at": int(inbound.received_at.timestamp()),
+                "applied_at": int(applied.applied_at.timestamp()),
+                "body_sha256": inbound.body_sha256,
+                "source": inbound.source,
+            }
+        )
+    return history
+
+
+def order_trades(session: Session, order: Order) -> list[Trade]:
+    return list(
+        session.execute(
+            select(Trade).where(col(Trade.order_pk) == order.id).order_by(col(Trade.id))
+        ).scalars()
+    )
+
+
+def postings_of_events(session: Session, event_ids: Sequence[str]) -> list[LedgerPosting]:
+    if not event_ids:
+        return []
+    return list(
+        session.execute(
+            select(LedgerPosting)
+            .where(
+                col(LedgerPosting.event_id).in_(list(event_ids)),
+                col(LedgerPosting.customer).is_(True),
+            )
+            .order_by(col(LedgerPosting.id))
+        ).scalars()
+    )
+
+
+__all__ = [
+    "Contract",
+    "Deposit",
+    "PostingFilter",
+    "balances_as_of",
+    "iter_postings",
+    "order_history",
+    "page_of",
+    "page_of_postings",
+]
+
+
+def _account_out(account_id: str) -> int | str:
+    # Seed 002 types account_id as an int: numeric ids are written as numbers.
+    return int(account_id) if account_id.isdigit() and len(account_id) < 19 else account_id
+
+
+def posting_row(p: LedgerPosting) -> dict[str, Any]:
+    """A customer posting in seed 002's transaction shape (``amt`` positive, ``io_type`` sign)."""
+    return {
+        "id": p.id,
+        "account_id": _account_out(p.account_id),
+        "tran_type": p.tran_type,
+        "date": p.date,
+        "sett_date": p.sett_date,
+        "base_currency": p.currency,
+        "market": p.market,
+        "product_code": p.product_code,
+        "product_name": p.product_name,
+        "price": p.price,
+        "qty": p.qty,
+        "amt": abs(p.amount),
+        "balance": p.balance,
+        "io_type": "in" if p.amount > 0 else "out",
+        "fx_currency": p.fx_currency,
+        "fx_amt": p.fx_amt,
+        "fx_rate": p.fx_rate,
+        "remarks": p.event_id,
+        "business_type": p.business_type,
+        "business_sub_type": p.business_sub_type,
+    }
+
+
+TRANSACTION_FIELDS = (
+    "id", "account_id", "tran_type", "date", "sett_date", "base_currency", "market",
+    "product_code", "product_name", "price", "qty", "amt", "balance", "io_type", "fx_currency",
+    "fx_amt", "fx_rate", "remarks", "business_type", "business_sub_type",
+)  # fmt: skip

@@ -1,0 +1,205 @@
+"""``hookledger ledger verify``: check every ledger invariant against the database.
+
+Streams postings in id order and checks, without trusting any stored total:
+1. each entry has two or more postings that sum to zero per currency; no zero amounts;
+2. each posting's ``balance`` is the running sum of its (account, currency) in id order;
+3. ``account_balances`` equals the final running sums (and points at the last posting);
+4. every entry's event exists and is ``processed``; every event has at most one entry;
+5. each order's cumulative amounts equal the sum of what its events added, and its customer
+   trade postings add up to its filled amount (base) and filled cash (quote);
+6. each deposit has its entry, of the deposited amount.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from app.domain.journal import split_symbol
+from app.store.models import (
+    AccountBalance,
+    Deposit,
+    InboundEvent,
+    JournalEntry,
+    LedgerPosting,
+    Order,
+    OrderEvent,
+)
+
+ZERO = Decimal(0)
+
+
+@dataclass
+class Report:
+    checked_postings: int = 0
+    checked_entries: int = 0
+    checked_orders: int = 0
+    breaches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+
+def _postings(session: Session, batch: int = 5000) -> Iterator[LedgerPosting]:
+    after = 0
+    while True:
+        rows = list(
+            session.execute(
+                select(LedgerPosting)
+                .where(col(LedgerPosting.id) > after)
+                .order_by(col(LedgerPosting.id))
+                .limit(batch)
+            ).scalars()
+        )
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].id or after
+        session.expunge_all()
+
+
+def verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
+    """Check every invariant; return a report listing each breach found."""
+    report = Report()
+    breach = report.breaches.append
+    per_entry: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    legs: dict[int, int] = defaultdict(int)
+    running: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    last_id: dict[tuple[str, str], int] = {}
+    trade_sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (event, currency)
+    for p in _postings(session):
+        assert p.id is not None
+        report.checked_postings += 1
+        if p.amount == 0:
+            breach(f"posting {p.id}: amount is zero")
+        per_entry[p.entry_id][p.currency] += p.amount
+        legs[p.entry_id] += 1
+        key = (p.account_id, p.currency)
+        running[key] += p.amount
+        last_id[key] = p.id
+        if p.balance != running[key]:
+            breach(
+                f"posting {p.id}: balance {p.balance} of {p.account_id} {p.currency} "
+                f"should be {running[key]} (running sum)"
+            )
+            running[key] = p.balance  # report each wrong row once, not every row after it
+        if p.customer and p.tran_type == "trade":
+            trade_sums[(p.event_id, p.currency)] += p.amount
+    for entry_id, sums in per_entry.items():
+        off = {ccy: total for ccy, total in sums.items() if total != 0}
+        if off:
+            breach(f"entry {entry_id}: postings do not sum to zero: {off}")
+        if legs[entry_id] < 2:
+            breach(f"entry {entry_id}: fewer than two postings")
+    _check_balances(session, running, last_id, breach)
+    report.checked_entries = _check_entries(session, set(per_entry), breach)
+    report.checked_orders = _check_orders(session, trade_sums, quote_currencies, breach)
+    _check_deposits(session, breach)
+    return report
+
+
+def _check_balances(
+    session: Session,
+    running: dict[tuple[str, str], Decimal],
+    last_id: dict[tuple[str, str], int],
+    breach: Callable[[str], None],
+) -> None:
+    seen = set()
+    for bal in session.execute(select(AccountBalance)).scalars():
+        key = (bal.account_id, bal.currency)
+        seen.add(key)
+        if bal.balance != running.get(key, ZERO):
+            breach(
+                f"balance {bal.account_id} {bal.currency}: {bal.balance}, "
+                f"postings sum to {running.get(key, ZERO)}"
+            )
+        if key in last_id and bal.last_posting_id != last_id[key]:
+            breach(
+                f"balance {bal.account_id} {bal.currency}: last posting {bal.last_posting_id}, "
+                f"should be {last_id[key]}"
+            )
+    for key in set(running) - seen:
+        breach(f"balance {key[0]} {key[1]}: postings exist but no balance row")
+
+
+def _check_entries(session: Session, with_postings: set[int], breach: Callable[[str], None]) -> int:
+    count = 0
+    rows = session.execute(
+        select(JournalEntry.id, JournalEntry.event_id, InboundEvent.status).outerjoin(  # type: ignore[call-overload]
+            InboundEvent, col(InboundEvent.id) == col(JournalEntry.event_id)
+        )
+    )
+    for entry_id, event_id, status in rows:
+        count += 1
+        if entry_id not in with_postings:
+            breach(f"entry {entry_id}: has no postings")
+        if status is None:
+            breach(f"entry {entry_id}: its event {event_id} does not exist")
+        elif status != "processed":
+            breach(f"entry {entry_id}: its event {event_id} is {status}, not processed")
+    return count
+
+
+def _check_orders(
+    session: Session,
+    trade_sums: dict[tuple[str, str], Decimal],
+    quotes: tuple[str, ...],
+    breach: Callable[[str], None],
+) -> int:
+    added: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+    events: dict[int, list[str]] = defaultdict(list)
+    for oe in session.execute(select(OrderEvent)).scalars():
+        sums = added[oe.order_pk]
+        sums[0] += oe.delta_filled_amount
+        sums[1] += oe.delta_filled_cash_amount
+        sums[2] += oe.delta_filled_fees
+        events[oe.order_pk].append(oe.event_id)
+    count = 0
+    for order in session.execute(select(Order)).scalars():
+        count += 1
+        assert order.id is not None
+        want = [order.filled_amount, order.filled_cash_amount, order.filled_fees]
+        if added[order.id] != want:
+            breach(
+                f"order {order.source}/{order.order_id}: cumulative {want} "
+                f"but its events added {added[order.id]}"
+            )
+        try:
+            base, quote = split_symbol(order.symbol, quotes)
+        except ValueError:
+            breach(f"order {order.source}/{order.order_id}: symbol {order.symbol} cannot be split")
+            continue
+        sign = Decimal(1) if order.side == "buy" else Decimal(-1)
+        base_sum = sum((trade_sums.get((e, base), ZERO) for e in events[order.id]), ZERO)
+        quote_sum = sum((trade_sums.get((e, quote), ZERO) for e in events[order.id]), ZERO)
+        if base_sum != sign * order.filled_amount or quote_sum != -sign * order.filled_cash_amount:
+            breach(
+                f"order {order.source}/{order.order_id}: "
+                f"trade postings {base_sum} {base} / {quote_sum} {quote} "
+                f"do not match filled {order.filled_amount} / {order.filled_cash_amount}"
+            )
+    return count
+
+
+def _check_deposits(session: Session, breach: Callable[[str], None]) -> None:
+    rows = session.execute(
+        select(Deposit, LedgerPosting).outerjoin(
+            LedgerPosting,
+            (col(LedgerPosting.event_id) == col(Deposit.event_id))
+            & col(LedgerPosting.customer).is_(True),
+        )
+    ).all()
+    for deposit, posting in rows:
+        if posting is None:
+            breach(f"deposit {deposit.tx_hash}: no journal entry")
+        elif posting.amount != deposit.amount_trx:
+            breach(
+                f"deposit {deposit.tx_hash}: posted {posting.amount}, "
+                f"deposited {deposit.amount_trx}"
+            )
