@@ -26,10 +26,13 @@ from app.settings import Settings, load_settings
 from app.store.models import SQLModel, create_all
 from app.store.queue import make_queue
 from tests.support import (
+    AUDITOR_SECRET,
+    FINANCE_SECRET,
     HTX_SECRET,
     HTX_SECRET_OLD,
     PP_SECRET,
     PP_SECRET_OLD,
+    TREASURY_SECRET,
     TRX_TOKEN,
     TRX_TOKEN_OLD,
 )
@@ -146,6 +149,21 @@ account_id = "1001"
 auth = "none"
 allow_ips = ["127.0.0.1/32"]
 
+[api_keys.finance]
+key = "ak_finance"
+secret = "${{TEST_FINANCE_SECRET}}"
+accounts = ["1001"]
+
+[api_keys.treasury]
+key = "ak_treasury"
+secret = "{TREASURY_SECRET}"
+accounts = ["2002", "3003"]
+
+[api_keys.auditor]
+key = "ak_auditor"
+secret = "{AUDITOR_SECRET}"
+accounts = ["*"]
+
 [sources.restricted]
 kind = "htx"
 account_id = "1001"
@@ -171,6 +189,7 @@ def env(config_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
         "HOOKLEDGER_DATABASE_URL": database_url,
         "HOOKLEDGER_REDIS_URL": redis_url,
         "TEST_HTX_SECRET": HTX_SECRET,
+        "TEST_FINANCE_SECRET": FINANCE_SECRET,
         "HOOKLEDGER_LOG_FORMAT": "json",
     }
 

@@ -23,6 +23,33 @@ PP_SECRET = "whsec_" + base64.b64encode(b"test-pingpong-key-current-000000").dec
 PP_SECRET_OLD = "whsec_" + base64.b64encode(b"test-pingpong-key-previous-00000").decode()
 TRX_TOKEN = "test-trx-token-current"
 TRX_TOKEN_OLD = "test-trx-token-previous"
+FINANCE_SECRET = "test-finance-api-secret"
+TREASURY_SECRET = "test-treasury-api-secret"
+AUDITOR_SECRET = "test-auditor-api-secret"
+API_SECRETS = {
+    "ak_finance": FINANCE_SECRET,
+    "ak_treasury": TREASURY_SECRET,
+    "ak_auditor": AUDITOR_SECRET,
+}
+
+
+def api_get(
+    client: Any,
+    path_and_query: str,
+    *,
+    key: str = "ak_finance",
+    secret: str | None = None,
+    stamp_ms: int | None = None,
+    sign_as: str | None = None,
+) -> Any:
+    """GET the accountants' API, signed as a real client would (``sign_as`` signs another URL)."""
+    from app.domain.apikeys import sign
+
+    stamp = str(stamp_ms if stamp_ms is not None else int(time.time() * 1000))
+    path, _, query = (sign_as or path_and_query).partition("?")
+    signature = sign(secret or API_SECRETS[key], stamp, "GET", path, query)
+    headers = {"X-API-Key": key, "X-API-Timestamp": stamp, "X-API-Signature": signature}
+    return client.get(path_and_query, headers=headers)
 
 
 def fixture_bytes(name: str) -> bytes:

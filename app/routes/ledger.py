@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from anyio import to_thread
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import Response
@@ -101,7 +101,7 @@ async def _read(request: Request, fn: Callable[[Session], T]) -> T:
 
     try:
         return await to_thread.run_sync(run)
-    except SQLAlchemyError as exc:
+    except (OperationalError, InterfaceError) as exc:
         raise ApiError(503, apikeys.UNAVAILABLE, "ledger unavailable", type(exc).__name__) from exc
 
 

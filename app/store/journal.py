@@ -80,6 +80,7 @@ def post_entry(
             customer=p.customer,
             currency=p.currency,
             amount=p.amount,
+            io_type="in" if p.amount > 0 else "out",
             balance=balance.balance,
             tran_type=p.tran_type,
             business_type=draft.business_type,

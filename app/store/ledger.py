@@ -40,10 +40,8 @@ class PostingFilter:
             where.append(col(p.account_id).in_(list(self.accounts)))
         if self.business_types:
             where.append(col(p.business_type).in_(list(self.business_types)))
-        if self.io_type == "in":
-            where.append(col(p.amount) > 0)
-        elif self.io_type == "out":
-            where.append(col(p.amount) < 0)
+        if self.io_type is not None:
+            where.append(col(p.io_type) == self.io_type)
         if self.from_date is not None:
             where.append(col(p.date) >= self.from_date)
         if self.to_date is not None:
@@ -228,7 +226,7 @@ def posting_row(p: LedgerPosting) -> dict[str, Any]:
         "qty": p.qty,
         "amt": abs(p.amount),
         "balance": p.balance,
-        "io_type": "in" if p.amount > 0 else "out",
+        "io_type": p.io_type,
         "fx_currency": p.fx_currency,
         "fx_amt": p.fx_amt,
         "fx_rate": p.fx_rate,

@@ -238,6 +238,7 @@ class LedgerPosting(SQLModel, table=True):
     __tablename__ = "postings"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="ck_posting_not_zero"),
+        CheckConstraint("io_type IN ('in', 'out')", name="ck_posting_io_type"),
         Index("ix_postings_account_id", "account_id", "id"),
         Index("ix_postings_account_currency", "account_id", "currency", "id"),
     )
@@ -249,6 +250,7 @@ class LedgerPosting(SQLModel, table=True):
     customer: bool
     currency: str = Field(max_length=16)
     amount: Decimal = _amount()
+    io_type: str = Field(max_length=3)  # "in" | "out": the sign of amount, queryable on SQLite too
     balance: Decimal = _amount()
     tran_type: str = Field(max_length=16)
     business_type: str = Field(max_length=32)
@@ -302,6 +304,14 @@ _PG_BALANCED = [
     END $$ LANGUAGE plpgsql
     """,
     "DROP TRIGGER IF EXISTS hl_entry_balanced ON postings",
+    # io_type is the sign of amount (a numeric comparison: SQLite stores amounts as text).
+    """
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'ck_posting_sign') THEN
+        ALTER TABLE postings ADD CONSTRAINT ck_posting_sign CHECK ((io_type = 'in') = (amount > 0));
+      END IF;
+    END $$
+    """,
     """
     CREATE CONSTRAINT TRIGGER hl_entry_balanced AFTER INSERT OR UPDATE ON postings
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hl_entry_balanced()

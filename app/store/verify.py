@@ -78,6 +78,8 @@ def verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
         report.checked_postings += 1
         if p.amount == 0:
             breach(f"posting {p.id}: amount is zero")
+        if p.io_type != ("in" if p.amount > 0 else "out"):
+            breach(f"posting {p.id}: io_type {p.io_type} contradicts amount {p.amount}")
         per_entry[p.entry_id][p.currency] += p.amount
         legs[p.entry_id] += 1
         key = (p.account_id, p.currency)
