@@ -32,6 +32,10 @@ def parse_date(text: str, *, end_of_day: bool = False) -> int:
     return int(day.timestamp()) + (86_399 if end_of_day else 0)
 
 
+def _end_of_day(text: str) -> int:
+    return parse_date(text, end_of_day=True)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value else "0"
@@ -56,12 +60,9 @@ class _Progress:
 
 
 def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    start = parse_date(args.from_date)
-    end = parse_date(args.to_date, end_of_day=True)
+    start, end = args.from_date, args.to_date
     if start > end:
-        print(
-            f"hookledger: --from ({args.from_date}) is after --to ({args.to_date})", file=sys.stderr
-        )
+        print(f"hookledger: --from ({start}) is after --to ({end})", file=sys.stderr)
         return 2
     flt = queries.PostingFilter(
         accounts=[args.account] if args.account else None, from_date=start, to_date=end
@@ -124,6 +125,7 @@ def add_parser(sub: Any) -> None:
         dest="from_date",
         required=True,
         metavar="DATE",
+        type=parse_date,
         help="YYYY-MM-DD (UTC) or Unix seconds",
     )
     p.add_argument(
@@ -131,7 +133,8 @@ def add_parser(sub: Any) -> None:
         dest="to_date",
         required=True,
         metavar="DATE",
-        help="inclusive; YYYY-MM-DD or Unix seconds",
+        type=_end_of_day,
+        help="inclusive: YYYY-MM-DD (the whole day, UTC) or Unix seconds",
     )
     p.add_argument("--account", default=None)
     p.add_argument("--format", choices=("csv", "json"), default="csv")

@@ -4,7 +4,7 @@ are ever returned to a key, and only for the accounts it may read."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
@@ -84,7 +84,7 @@ def iter_postings(
         rows = list(
             session.execute(
                 select(LedgerPosting)
-                .where(*PostingFilter(**{**flt.__dict__, "after_id": after}).clauses())
+                .where(*replace(flt, after_id=after).clauses())
                 .order_by(col(LedgerPosting.id))
                 .limit(batch)
             ).scalars()

@@ -142,3 +142,21 @@ def test_two_workers_on_one_order_lose_no_update(client, runtime, env):
     assert len(deltas) == 40
     assert sum((d.delta_filled_cash_amount for d in deltas), Decimal(0)) == Decimal("16800")
     assert sum((d.delta_filled_fees for d in deltas), Decimal(0)) == Decimal("0.00008")
+
+
+def test_two_workers_posting_to_one_account_keep_running_balances_exact(client, runtime, env):
+    from app.store.verify import verify
+
+    for n in range(1, 41):
+        side = "buy-limit" if n % 3 else "sell-limit"
+        post_htx(client, htx_update(1000 + n, "filled", f"0.0{n % 9 + 1}", f"{n * 37}.5", "0.001", type=side))
+    workers = [spawn(["worker", "--burst"], env) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+        stop(worker)
+
+    assert count(runtime.engine, InboundEvent, InboundEvent.status == "processed") == 40
+    with Session(runtime.engine) as session:
+        report = verify(session, runtime.settings.file.ledger.quote_currencies)
+    assert report.ok, report.breaches
+    assert report.checked_entries == 40
