@@ -149,7 +149,10 @@ def test_two_workers_posting_to_one_account_keep_running_balances_exact(client, 
 
     for n in range(1, 41):
         side = "buy-limit" if n % 3 else "sell-limit"
-        post_htx(client, htx_update(1000 + n, "filled", f"0.0{n % 9 + 1}", f"{n * 37}.5", "0.001", type=side))
+        post_htx(
+            client,
+            htx_update(1000 + n, "filled", f"0.0{n % 9 + 1}", f"{n * 37}.5", "0.001", type=side),
+        )
     workers = [spawn(["worker", "--burst"], env) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=120) == 0
