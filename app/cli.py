@@ -102,12 +102,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from rq.serializers import JSONSerializer
 
     from app.logging import configure_logging
-    from app.store.queue import make_queue
 
     configure_logging()
     runtime = _install_runtime(_settings())
-    queue = make_queue(runtime.redis, runtime.settings.processing.queue)
+    queue = runtime.events.queue
     worker = SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer)
+    # No RQ scheduler here: it forks a child that outlives a killed worker. The sweeper
+    # moves RQ's scheduled retries back into the queue instead.
     worker.work(burst=args.burst, logging_level=os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO"))
     return 0
 

@@ -20,9 +20,7 @@ from datetime import UTC, datetime
 import orjson
 import structlog
 from anyio import to_thread
-from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
@@ -35,7 +33,7 @@ from app.settings import SourceConfig
 from app.store import events as event_store
 from app.store.dedupe import Dedupe
 from app.store.models import InboundEvent
-from app.store.queue import enqueue_event
+from app.store.queue import EventQueue
 
 log = structlog.get_logger(__name__)
 
@@ -92,15 +90,11 @@ class Ingestor:
         *,
         engine: Engine,
         dedupe: Dedupe,
-        redis: Redis,
-        queue: Queue,
-        job_timeout_s: int,
+        queue: EventQueue,
     ) -> None:
         self._engine = engine
         self._dedupe = dedupe
-        self._redis = redis
         self._queue = queue
-        self._job_timeout_s = job_timeout_s
 
     async def receive(
         self,
@@ -150,7 +144,7 @@ class Ingestor:
 
     def _enqueue(self, event_id: str) -> None:
         try:
-            enqueue_event(self._queue, event_id, timeout_s=self._job_timeout_s)
+            self._queue.enqueue(event_id)
         except (RedisError, OSError) as exc:
             # The event is durable; the sweep makes its job once Redis answers again.
             log.warning("ingest.enqueue_failed", event_id=event_id, error=type(exc).__name__)

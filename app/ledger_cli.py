@@ -14,7 +14,7 @@ from sqlmodel import Session
 from app.responses import dumps
 from app.settings import Settings
 from app.store import ledger as queries
-from app.store.db import make_engine
+from app.store.db import make_engine, read_only
 from app.store.verify import verify
 
 
@@ -70,7 +70,7 @@ def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     progress = _Progress(sys.stderr)
     engine = make_engine(settings.database_url)
     try:
-        with Session(engine) as session:
+        with Session(read_only(engine)) as session:
             rows = (queries.posting_row(p) for p in queries.iter_postings(session, flt))
             if args.format == "csv":
                 writer = csv.DictWriter(
@@ -96,7 +96,7 @@ def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 def run_verify(settings: Settings, out: TextIO) -> int:
     engine = make_engine(settings.database_url)
     try:
-        with Session(engine) as session:
+        with Session(read_only(engine)) as session:
             report = verify(session, settings.file.ledger.quote_currencies)
     finally:
         engine.dispose()

@@ -31,7 +31,7 @@ from app.settings import Settings, load_settings
 from app.store.db import make_engine
 from app.store.dedupe import Dedupe
 from app.store.models import create_all
-from app.store.queue import make_queue
+from app.store.queue import EventQueue
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.ingestor = Ingestor(
             engine=engine,
             dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
-            redis=sync_client,
-            queue=make_queue(sync_client, settings.processing.queue),
-            job_timeout_s=settings.processing.job_timeout_s,
+            queue=EventQueue(sync_client, settings.processing),
         )
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
         try:

@@ -24,7 +24,6 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings, load_settings
 from app.store.models import SQLModel, create_all
-from app.store.queue import make_queue
 from tests.support import (
     AUDITOR_SECRET,
     FINANCE_SECRET,
@@ -218,7 +217,6 @@ def run_jobs(runtime: Runtime) -> None:
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
-    queue = make_queue(runtime.redis, runtime.settings.processing.queue)
-    SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer).work(
+    SimpleWorker([runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer).work(
         burst=True, logging_level="WARNING"
     )

@@ -12,12 +12,15 @@ sweep re-queues those events from SQL, the source of truth.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Inexact, InvalidOperation, Overflow, Underflow
 
 import structlog
-from sqlalchemy.exc import DBAPIError
+from rq import get_current_job
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from app.domain.errors import HookError, PermanentError
+from app.domain.money import exact
 from app.domain.sources import parse_event
 from app.store import events as event_store
 from app.store.models import InboundEvent
@@ -40,9 +43,19 @@ def process_event(event_id: str) -> str:
         try:
             status = _apply_once(runtime, event_id, started)
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or dead
-            status = record_failure(
-                runtime, event_id, exc, started=started, permanent=isinstance(exc, PermanentError)
-            )
+            try:
+                status = record_failure(
+                    runtime,
+                    event_id,
+                    exc,
+                    started=started,
+                    permanent=isinstance(exc, PermanentError),
+                )
+            except (OperationalError, InterfaceError) as unreachable:
+                # Not even the failure can be written: leave it to RQ's retries, and say why
+                # so the sweep can make the event dead in SQL once the database is back.
+                _note_on_job(describe_error(exc))
+                raise DatabaseUnreachable(describe_error(unreachable)) from exc
         log.info("event.processed", status=status)
         return status
 
@@ -67,7 +80,11 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
             quote_currencies=runtime.settings.file.ledger.quote_currencies,
             now=now,
         )
-        status = apply_event(session, row, parsed, ctx)
+        try:
+            with exact():  # any rounding of an amount raises instead of posting it
+                status = apply_event(session, row, parsed, ctx)
+        except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
+            raise PermanentError(f"an amount would lose precision: {type(exc).__name__}") from exc
         row.attempts += 1
         row.status = status
         row.processed_at = now
@@ -76,6 +93,41 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
         event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
         session.add(row)
     return status
+
+
+class DatabaseUnreachable(Exception):
+    """The job could neither apply its event nor record the failure."""
+
+
+def _note_on_job(error: str) -> None:
+    job = get_current_job()
+    if job is None:
+        return
+    job.meta["db_unavailable"] = True
+    job.meta["error"] = error
+    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+    job.save_meta()
+
+
+def mark_dead_after_outage(runtime: Runtime, event_id: str, *, error: str, attempts: int) -> bool:
+    """Make a still-pending event dead after RQ gave up on it during a database outage.
+
+    Returns False when the event is already final (nothing to do)."""
+    with Session(runtime.engine) as session, session.begin():
+        row = event_store.lock_event(session, event_id)
+        if row is None or row.status in event_store.FINAL:
+            return False
+        now = utcnow()
+        row.attempts += attempts
+        row.status = "dead"
+        row.next_attempt_at = None
+        row.last_error = f"database unreachable through {attempts} attempt(s): {error}"[:1000]
+        event_store.add_attempt(
+            session, row, started=now, finished=now, outcome="dead", error=row.last_error
+        )
+        session.add(row)
+    log.warning("event.dead_after_outage", event_id=event_id, attempts=attempts)
+    return True
 
 
 def describe_error(exc: BaseException) -> str:
@@ -98,12 +150,13 @@ def record_failure(
         now = utcnow()
         row.attempts += 1
         row.last_error = error
-        if permanent or row.attempts > len(delays):
+        made = row.attempts - row.retry_base  # attempts since the last replay
+        if permanent or made > len(delays):
             row.status = "dead"
             row.next_attempt_at = None
         else:
             row.status = "retrying"
-            row.next_attempt_at = now + timedelta(seconds=delays[row.attempts - 1])
+            row.next_attempt_at = now + timedelta(seconds=delays[made - 1])
         event_store.add_attempt(
             session, row, started=started, finished=now, outcome=row.status, error=error
         )

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
 from app.store.db import make_engine
 from app.store.models import create_all
+from app.store.queue import EventQueue
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     redis: Redis
+    events: EventQueue
 
     def close(self) -> None:
         """Close pooled database connections and the Redis client."""
@@ -36,7 +38,8 @@ def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings.database_url)
     create_all(engine)
     redis = Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10)
-    return Runtime(settings=settings, engine=engine, redis=redis)
+    events = EventQueue(redis, settings.processing)
+    return Runtime(settings=settings, engine=engine, redis=redis, events=events)
 
 
 def get_runtime() -> Runtime:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, Inexact, Rounded, localcontext
+
+from app.domain.money import MAX_INT_DIGITS, strip_zeros
 
 ZERO = Decimal(0)
 _PRICE_PLACES = Decimal("1e-18")
@@ -87,11 +89,17 @@ def split_symbol(symbol: str, quote_currencies: tuple[str, ...]) -> tuple[str, s
 
 
 def _price(cash: Decimal, qty: Decimal) -> Decimal | None:
+    """Average price of a fill, rounded to 18 places (a derived figure, not an amount).
+    ``None`` when undefined or too large for NUMERIC(38, 18)."""
     if qty == 0 or cash == 0:
         return None
     with localcontext() as ctx:
-        ctx.prec = 60
-        return (cash / qty).quantize(_PRICE_PLACES, rounding=ROUND_HALF_EVEN).normalize(ctx)
+        ctx.prec = 80
+        ctx.traps[Inexact] = ctx.traps[Rounded] = False  # rounding is the point here
+        price = (cash / qty).quantize(_PRICE_PLACES, rounding=ROUND_HALF_EVEN)
+    if price.adjusted() >= MAX_INT_DIGITS:
+        return None
+    return strip_zeros(price)
 
 
 def _pair(
@@ -102,7 +110,7 @@ def _pair(
         return []
     return [
         Posting(customer, currency, amount, True, **detail),  # type: ignore[arg-type]
-        Posting(counterpart, currency, -amount, False, **detail),  # type: ignore[arg-type]
+        Posting(counterpart, currency, amount.copy_negate(), False, **detail),  # type: ignore[arg-type]
     ]
 
 
@@ -124,7 +132,7 @@ def spot_fill(
     if filled < 0 or cash < 0 or fees < 0:
         raise ValueError("fill increments cannot be negative")
     base, quote = split_symbol(symbol, quote_currencies)
-    sign = Decimal(1) if side == "buy" else Decimal(-1)
+    buy = side == "buy"
     price = _price(cash, filled)
     venue, fee_account = f"{source}:venue", f"{source}:fees"
     trade = {"tran_type": "trade", "business_sub_type": side, "price": price}
@@ -133,7 +141,7 @@ def spot_fill(
             account_id,
             venue,
             base,
-            sign * filled,
+            filled if buy else filled.copy_negate(),
             qty=filled,
             fx_currency=quote,
             fx_amt=cash,
@@ -144,7 +152,7 @@ def spot_fill(
             account_id,
             venue,
             quote,
-            -sign * cash,
+            cash.copy_negate() if buy else cash,
             qty=filled,
             fx_currency=base,
             fx_amt=filled,
@@ -154,8 +162,8 @@ def spot_fill(
         *_pair(
             account_id,
             fee_account,
-            base if side == "buy" else quote,
-            -fees,
+            base if buy else quote,
+            fees.copy_negate(),
             tran_type="fee",
             business_sub_type="fee",
         ),
@@ -193,7 +201,7 @@ def fx_settlement(
             account_id,
             venue,
             sell_currency,
-            -sell_amount,
+            sell_amount.copy_negate(),
             qty=sell_amount,
             fx_currency=buy_currency,
             fx_amt=buy_amount,
@@ -233,7 +241,7 @@ def fx_penalty(
         account_id,
         f"{source}:penalties",
         currency,
-        -amount,
+        amount.copy_negate(),
         tran_type="penalty",
         business_sub_type="penalty",
         qty=amount,

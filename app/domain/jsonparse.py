@@ -16,6 +16,7 @@ from typing import Any
 from app.domain.errors import BadRequest
 
 MAX_NUMBER_CHARS = 64
+MAX_EXPONENT = 64
 MAX_DEPTH = 64
 
 
@@ -23,9 +24,14 @@ def _parse_float(text: str) -> Decimal:
     if len(text) > MAX_NUMBER_CHARS:
         raise BadRequest(f"JSON number longer than {MAX_NUMBER_CHARS} characters")
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except InvalidOperation as exc:  # pragma: no cover - the scanner only hands over numbers
         raise BadRequest("invalid JSON number") from exc
+    # 1e999999999 is ten characters: refuse magnitudes no amount or id can have, before any
+    # arithmetic on them can overflow or underflow.
+    if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        raise BadRequest(f"JSON number {text[:20]} is out of range")
+    return value
 
 
 def _parse_int(text: str) -> int:
@@ -38,21 +44,35 @@ def _parse_constant(name: str) -> Any:
     raise BadRequest(f"JSON constant {name} is not allowed")
 
 
-def _depth(value: Any, limit: int) -> int:
-    """Return how deeply arrays and objects nest in ``value`` (scalars add nothing), stopping
-    early once it passes ``limit``."""
+def check_text(text: str) -> None:
+    """Refuse text no database column can hold: NUL, and lone surrogates (from ``\\ud800``
+    escapes), which are not Unicode scalar values and cannot be encoded."""
+    if "\x00" in text:
+        raise BadRequest("text may not contain NUL (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest("text contains a lone surrogate (an unpaired \\ud800 escape)") from exc
+
+
+def _check_tree(value: Any, limit: int) -> None:
+    """Refuse nesting deeper than ``limit`` (scalars add nothing) and text ``check_text``
+    refuses, in object keys and values alike. Iterative: no recursion on hostile input."""
     stack: list[tuple[Any, int]] = [(value, 0)]
-    deepest = 0
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list):
+        if isinstance(node, str):
+            check_text(node)
+        elif isinstance(node, dict | list):
             depth += 1
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth) for child in children)
-    return deepest
+            if depth > limit:
+                raise BadRequest(f"JSON nested deeper than {limit} levels")
+            if isinstance(node, dict):
+                for key in node:
+                    check_text(key)
+                stack.extend((child, depth) for child in node.values())
+            else:
+                stack.extend((child, depth) for child in node)
 
 
 def decode_text(body: bytes) -> str:
@@ -86,8 +106,7 @@ def loads_exact(body: bytes | str) -> Any:
         ) from exc
     except ValueError as exc:
         raise BadRequest(f"invalid JSON: {exc}") from exc
-    if _depth(value, MAX_DEPTH) > MAX_DEPTH:
-        raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+    _check_tree(value, MAX_DEPTH)
     return value
 
 

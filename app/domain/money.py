@@ -8,14 +8,52 @@ the edge can always be stored.
 from __future__ import annotations
 
 import re
-from decimal import Context, Decimal, InvalidOperation
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Underflow,
+    localcontext,
+)
 
 MAX_INT_DIGITS = 20
 MAX_FRAC_DIGITS = 18
 _DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
-# normalize() rounds to the context precision (28 by default): use one wide enough for any
-# value that passes the bounds, so trailing zeros are stripped without losing a digit.
-_WIDE = Context(prec=80)
+# Arithmetic on amounts runs in this context: wide enough for any sum of NUMERIC(38, 18)
+# values, and any rounding at all raises instead of silently changing an amount.
+_EXACT = Context(
+    prec=100,
+    Emax=10_000,
+    Emin=-10_000,
+    traps=[Inexact, InvalidOperation, Overflow, Underflow, DivisionByZero],
+)
+
+
+@contextmanager
+def exact() -> Iterator[Context]:
+    """Run Decimal arithmetic where any rounding raises ``decimal.Inexact``."""
+    with localcontext(_EXACT) as ctx:
+        yield ctx
+
+
+def strip_zeros(value: Decimal) -> Decimal:
+    """``value`` without trailing fractional zeros, exactly (``normalize()`` would round to the
+    context precision): ``1.500`` -> ``1.5``, ``100`` stays ``100``."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0 or not digits:
+        return value
+    kept = list(digits)
+    while exponent < 0 and len(kept) > 1 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if kept == [0]:
+        return Decimal(0)
+    return Decimal((sign, tuple(kept), exponent))
 
 
 def parse_decimal(value: object) -> Decimal:
@@ -55,7 +93,7 @@ def check_bounds(value: Decimal) -> Decimal:
     if int_digits > MAX_INT_DIGITS:
         raise ValueError(f"amount has more than {MAX_INT_DIGITS} integer digits")
     if frac > MAX_FRAC_DIGITS:
-        stripped = value.normalize(_WIDE)
+        stripped = strip_zeros(value)
         s_exp = stripped.as_tuple().exponent
         assert isinstance(s_exp, int)
         if -s_exp > MAX_FRAC_DIGITS:
@@ -68,4 +106,4 @@ def canonical(value: Decimal) -> str:
     """Return the shortest plain text of ``value``, no exponent: ``1.500`` -> ``'1.5'``."""
     if value == 0:
         return "0"
-    return format(value.normalize(_WIDE), "f")
+    return format(strip_zeros(value), "f")

@@ -34,16 +34,16 @@ def _any_match(candidates: Sequence[bytes], presented: bytes) -> bool:
     return matched
 
 
-def _parse_timestamp(raw: str | None, *, now: float, tolerance_s: int, header: str) -> int:
+def _parse_timestamp(raw: str | None, *, now: float, tolerance_s: int, header: str) -> str:
+    """Return the timestamp text as sent (it is what was signed) once it is in the window."""
     if raw is None or raw == "":
         raise Unauthorized(f"missing {header} header")
     raw = raw.strip()
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
         raise Unauthorized(f"{header} must be Unix seconds")
-    stamp = int(raw)
-    if abs(now - stamp) > tolerance_s:
+    if abs(now - int(raw)) > tolerance_s:
         raise Unauthorized(f"{header} is outside the allowed {tolerance_s} s window")
-    return stamp
+    return raw
 
 
 def verify_hmac_sha256(
@@ -75,7 +75,7 @@ def verify_hmac_sha256(
             tolerance_s=tolerance_s,
             header=timestamp_header,
         )
-        message = str(stamp).encode() + b"." + body
+        message = stamp.encode() + b"." + body
     expected = [hmac_sha256_hex(secret, message).encode() for secret in secrets]
     if not _any_match(expected, presented.encode()):
         raise Unauthorized("signature does not match")
@@ -140,7 +140,8 @@ def verify_standard_webhook(
     if not presented:
         raise Unauthorized("webhook-signature has no v1 signature")
     try:
-        signed = f"{msg_id}.{stamp}.".encode() + body
+        # As the reference library does: the timestamp as an integer, not its text.
+        signed = f"{msg_id}.{int(stamp)}.".encode() + body
     except UnicodeEncodeError as exc:
         raise Unauthorized("webhook-id is not valid text") from exc
     expected = [hmac.new(key, signed, hashlib.sha256).digest() for key in keys]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.responses import json_response
+from app.store.db import read_only
 
 
 async def healthz(_request: Request) -> Response:
@@ -18,7 +19,7 @@ async def healthz(_request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     checks: dict[str, str] = {}
-    engine = request.app.state.engine
+    engine = read_only(request.app.state.engine)
 
     def ping_db() -> None:
         with engine.connect() as conn:

@@ -52,9 +52,10 @@ async def receive_hook(request: Request) -> Response:
         if source is None:
             raise UnknownSource(f"no source named {name!r}")
         peer = request.client.host if request.client else None
-        client = client_address(
-            peer, request.headers.get("x-forwarded-for"), settings.server.trusted_proxies
-        )
+        # Several X-Forwarded-For lines are one list (RFC 9110): a proxy that appends its own
+        # line must not let the first, client-written line decide.
+        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+        client = client_address(peer, forwarded, settings.server.trusted_proxies)
         if source.allow_ips and not in_networks(client, source.allow_ips):
             raise Forbidden(f"client address {client} is not allowed for source {name!r}")
         if token is not None and source.auth != "token":

@@ -3,6 +3,7 @@ key's accounts, answering ``{"code": 0, "data": ...}`` or the error envelope."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,12 +18,15 @@ from app.domain import apikeys
 from app.domain.apikeys import ApiError, ApiKey
 from app.responses import json_response
 from app.store import ledger as queries
+from app.store.db import read_only
 from app.store.models import Contract, Deposit, Order
 
 BUSINESS_TYPES = frozenset(
     {"hk_stock", "us_stock", "other", "crypto_spot", "fx_contract", "deposit"}
 )
 MAX_PAGE_SIZE = 500
+MAX_PAGE = 1_000_000
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 T = TypeVar("T")
 
 
@@ -45,7 +49,7 @@ class Params:
         raw = self._q.get(name)
         if raw is None or raw == "":
             return default
-        if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 18:
+        if not _INTEGER.fullmatch(raw):
             raise _bad(f"{name} must be an integer")
         value = int(raw)
         if value < low or (high is not None and value > high):
@@ -58,7 +62,7 @@ class Params:
         return raw if raw else None
 
     def paging(self) -> tuple[int, int]:
-        page = self.integer("page", 1, low=1)
+        page = self.integer("page", 1, low=1, high=MAX_PAGE)
         size = self.integer("page_size", 20, low=1, high=MAX_PAGE_SIZE)
         assert page is not None and size is not None
         return page, size
@@ -93,7 +97,7 @@ async def _authenticate(request: Request) -> ApiKey:
 
 
 async def _read(request: Request, fn: Callable[[Session], T]) -> T:
-    engine = request.app.state.engine
+    engine = read_only(request.app.state.engine)
 
     def run() -> T:
         with Session(engine) as session:
@@ -191,11 +195,11 @@ async def balances(request: Request, key: ApiKey) -> dict[str, Any]:
             "as_of": as_of,
             "balances": [
                 {
-                    "account_id": queries.posting_row(r)["account_id"],
+                    "account_id": queries.account_out(r.account_id),
                     "currency": r.currency,
                     "balance": r.balance,
-                    "last_transaction_id": r.id,
-                    "last_date": r.date,
+                    "transactions": r.postings,
+                    "last_transaction_id": r.last_transaction_id,
                 }
                 for r in rows
             ],

@@ -57,7 +57,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front; readers (read_only engines) do not, so a long
+    # export or verify never holds up receipts (WAL lets them read alongside the writer).
+    read_only = conn.get_execution_options().get("hookledger_read_only", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine and pool, for sessions that only read."""
+    return engine.execution_options(hookledger_read_only=True)
 
 
 def normalise_url(url: str) -> str:

@@ -18,6 +18,7 @@ from app.store.db import insert_ignore
 from app.store.models import EventAttempt, InboundEvent, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
+APPLIED = frozenset({"processed", "unhandled"})
 PENDING = ("received", "retrying")
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel import Session
 
 from app.domain.journal import EntryDraft, checked
 from app.store.db import insert_ignore
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting, table_of
+
+LEDGER_LOCK = 7414002
 
 
 def _locked_balance(
@@ -55,6 +57,12 @@ def post_entry(
     postings of one account and currency are numbered in the order their balances moved and
     concurrent workers cannot deadlock on them."""
     checked(draft)
+    if session.get_bind().dialect.name == "postgresql":
+        # Posting ids come from a sequence at insert time; without this lock a later-committed
+        # transaction could hold a smaller id than rows already read, and "id > last seen"
+        # paging would miss it. Held to commit, it hands out ids in commit order. (SQLite
+        # already serialises writers.)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK})
     entry = JournalEntry(
         event_id=event_id,
         business_type=draft.business_type,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlmodel import Session, col
 
+from app.domain.money import exact
 from app.store.models import (
     Contract,
     Deposit,
@@ -96,27 +98,33 @@ def iter_postings(
         after = rows[-1].id
 
 
+@dataclass(frozen=True, slots=True)
+class Balance:
+    account_id: str
+    currency: str
+    balance: Decimal
+    postings: int
+    last_transaction_id: int
+
+
 def balances_as_of(
     session: Session, accounts: Sequence[str] | None, as_of: int | None
-) -> list[LedgerPosting]:
-    """The last customer posting per (account, currency) with ``date <= as_of`` (all if None):
-    its ``balance`` is the balance at that time."""
-    p = LedgerPosting
-    where: list[ColumnElement[bool]] = [col(p.customer).is_(True)]
-    if accounts is not None:
-        where.append(col(p.account_id).in_(list(accounts)))
-    if as_of is not None:
-        where.append(col(p.date) <= as_of)
-    last = (
-        select(func.max(p.id).label("id"))
-        .where(*where)
-        .group_by(col(p.account_id), col(p.currency))
-        .subquery()
-    )
-    rows = session.execute(
-        select(p).join(last, col(p.id) == last.c.id).order_by(col(p.account_id), col(p.currency))
-    ).scalars()
-    return list(rows)
+) -> list[Balance]:
+    """Customer balances per (account, currency) from the postings dated ``<= as_of`` (all
+    when None). Summed exactly in Python: posting ids follow processing order, not ``date``,
+    so no single posting's running balance is the balance at a past time."""
+    flt = PostingFilter(accounts=accounts, to_date=as_of)
+    totals: dict[tuple[str, str], list[Any]] = {}
+    with exact():
+        for p in iter_postings(session, flt):
+            entry = totals.setdefault((p.account_id, p.currency), [Decimal(0), 0, 0])
+            entry[0] += p.amount
+            entry[1] += 1
+            entry[2] = p.id
+    return [
+        Balance(account, currency, total, n, last)
+        for (account, currency), (total, n, last) in sorted(totals.items())
+    ]
 
 
 def page_of(
@@ -205,7 +213,7 @@ __all__ = [
 ]
 
 
-def _account_out(account_id: str) -> int | str:
+def account_out(account_id: str) -> int | str:
     # Seed 002 types account_id as an int: numeric ids are written as numbers.
     return int(account_id) if account_id.isdigit() and len(account_id) < 19 else account_id
 
@@ -214,7 +222,7 @@ def posting_row(p: LedgerPosting) -> dict[str, Any]:
     """A customer posting in seed 002's transaction shape (``amt`` positive, ``io_type`` sign)."""
     return {
         "id": p.id,
-        "account_id": _account_out(p.account_id),
+        "account_id": account_out(p.account_id),
         "tran_type": p.tran_type,
         "date": p.date,
         "sett_date": p.sett_date,
@@ -224,7 +232,7 @@ def posting_row(p: LedgerPosting) -> dict[str, Any]:
         "product_name": p.product_name,
         "price": p.price,
         "qty": p.qty,
-        "amt": abs(p.amount),
+        "amt": p.amount.copy_abs(),  # exact: abs() would round to the context precision
         "balance": p.balance,
         "io_type": p.io_type,
         "fx_currency": p.fx_currency,

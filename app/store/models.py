@@ -60,7 +60,23 @@ class InboundEvent(SQLModel, table=True):
     next_attempt_at: datetime | None = None
     processed_at: datetime | None = None
     attempts: int = 0
+    retry_base: int = 0  # attempts made before the last replay: retries count from here
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    body_pruned_at: datetime | None = None  # retention dropped the raw body; the hash remains
+
+
+class EventAction(SQLModel, table=True):
+    """Every replay and discard (and bulk prune), with who did it, when and why."""
+
+    __tablename__ = "event_actions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="inbound_events.id", index=True, max_length=40)
+    action: str = Field(max_length=16)  # replay | discard
+    outcome: str = Field(max_length=24)  # requeued | already_applied | discarded | refused
+    actor: str = Field(max_length=128)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime
 
 
 class EventAttempt(SQLModel, table=True):

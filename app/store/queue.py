@@ -3,49 +3,94 @@
 The job id is ``hl-<event id>``, so the sweep can ask RQ whether an event's job still waits in
 the queue before making another one. Jobs keep no result (``result_ttl=0``): SQL holds the
 outcome, so RQ's registries never grow with processed events.
+
+RQ's own retries (``Retry`` with ``processing.retry_delays_s``) only matter when a job cannot
+reach the database at all, so that it cannot record its failure in SQL; every other failure is
+recorded and retried from SQL. Such a job's final failure is turned into a ``dead`` event by
+the sweep once the database is back.
 """
 
 from __future__ import annotations
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.utils import current_timestamp
+
+from app.settings import ProcessingConfig
 
 PROCESS_EVENT = "workers.jobs.process_event"
 FAILURE_TTL_S = 7 * 86_400
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def job_id(event_id: str) -> str:
     return f"hl-{event_id}"
 
 
+def event_id_of(job: str) -> str | None:
+    return job[3:] if job.startswith("hl-evt_") else None
+
+
 def make_queue(connection: Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
-def enqueue_event(queue: Queue, event_id: str, *, timeout_s: int) -> None:
-    """Queue the processing job of ``event_id``. Raises redis errors to the caller."""
-    queue.enqueue_call(
-        PROCESS_EVENT,
-        args=(event_id,),
-        job_id=job_id(event_id),
-        timeout=timeout_s,
-        result_ttl=0,
-        failure_ttl=FAILURE_TTL_S,
-        description=f"process {event_id}",
-    )
+class EventQueue:
+    """Makes and inspects the processing jobs of events."""
 
+    def __init__(self, connection: Redis, cfg: ProcessingConfig) -> None:
+        self.connection = connection
+        self.queue = make_queue(connection, cfg.queue)
+        self.failed = FailedJobRegistry(queue=self.queue)
+        self._timeout_s = cfg.job_timeout_s
+        delays = [int(d) for d in cfg.retry_delays_s]
+        self._retry = Retry(max=len(delays), interval=delays) if delays else None
 
-def job_waiting(connection: Redis, event_id: str) -> bool:
-    """True when the event's job exists and is still queued (so no second job is needed)."""
-    try:
-        job = Job.fetch(job_id(event_id), connection=connection, serializer=JSONSerializer)
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in (
-        JobStatus.QUEUED,
-        JobStatus.DEFERRED,
-        JobStatus.SCHEDULED,
-    )
+    def enqueue(self, event_id: str, *, again: bool = False) -> None:
+        """Queue the job of ``event_id``; ``again`` also clears an earlier failed job of it.
+        Raises redis errors to the caller."""
+        if again:
+            self.failed.remove(job_id(event_id))
+        self.queue.enqueue_call(
+            PROCESS_EVENT,
+            args=(event_id,),
+            job_id=job_id(event_id),
+            timeout=self._timeout_s,
+            result_ttl=0,
+            failure_ttl=FAILURE_TTL_S,
+            description=f"process {event_id}",
+            retry=self._retry,
+        )
+
+    def move_scheduled(self) -> int:
+        """Put RQ retries whose time has come back into the queue (what RQ's scheduler does,
+        in this process and without forking). Returns how many moved; 0 if another process
+        holds the scheduler lock."""
+        scheduler = RQScheduler([self.queue], connection=self.connection, serializer=JSONSerializer)
+        if not scheduler.acquire_locks():
+            return 0
+        try:
+            due = len(self.queue.scheduled_job_registry.get_jobs_to_schedule(current_timestamp()))
+            if due:
+                scheduler.enqueue_scheduled_jobs()
+            return due
+        finally:
+            scheduler.release_locks()
+
+    def fetch(self, event_id: str) -> Job | None:
+        try:
+            return Job.fetch(
+                job_id(event_id), connection=self.connection, serializer=JSONSerializer
+            )
+        except NoSuchJobError:
+            return None
+
+    def waiting(self, event_id: str) -> bool:
+        """True when the event's job exists and still waits (queued, deferred or scheduled)."""
+        job = self.fetch(event_id)
+        return job is not None and job.get_status(refresh=False) in WAITING

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from app.domain.journal import split_symbol
+from app.domain.money import exact
 from app.store.models import (
     AccountBalance,
     Deposit,
@@ -66,6 +67,11 @@ def _postings(session: Session, batch: int = 5000) -> Iterator[LedgerPosting]:
 
 def verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
     """Check every invariant; return a report listing each breach found."""
+    with exact():
+        return _verify(session, quote_currencies)
+
+
+def _verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
     report = Report()
     breach = report.breaches.append
     per_entry: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))

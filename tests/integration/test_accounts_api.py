@@ -191,3 +191,29 @@ def test_contracts_deposits_and_orders_listings(ledger):
     assert deposits["deposits"][0]["amount"] == 1000
     orders = api_get(ledger, "/account/v1/orders?page_size=2").json()["data"]
     assert (orders["total_records"], len(orders["orders"])) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "query", ["page=--1", "as_of_id=--5", "page=999999999999999999&page_size=500", "page=1e3"]
+)
+def test_malformed_or_absurd_integers_are_400(ledger, query):
+    response = api_get(ledger, f"{TX}?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == 40001
+
+
+def test_a_long_read_does_not_hold_up_receipts_on_sqlite(ledger, runtime):
+    from sqlalchemy import select
+    from sqlmodel import Session
+
+    from app.store.db import read_only
+    from app.store.models import LedgerPosting
+
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL readers never block writers")
+    with Session(read_only(runtime.engine)) as reader:
+        reader.execute(select(LedgerPosting)).all()  # an export's transaction, still open
+        started = time.monotonic()
+        response = post_htx(ledger, htx_update(77, "filled", "1", "1", "0"))
+        assert response.status_code == 200
+        assert time.monotonic() - started < 5  # not the 10 s busy timeout

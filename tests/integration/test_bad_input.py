@@ -133,3 +133,58 @@ def test_other_methods_and_paths_answer_json(client, runtime):
     missing = client.get("/nowhere")
     assert missing.status_code == 404
     assert missing.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"order-id": "A\\ud800", "symbol": "btcusdt", "type": "buy-limit", "state": "filled"}',
+        b'{"order-id": "A\\u0000", "symbol": "btcusdt", "type": "buy-limit", "state": "filled"}',
+        b'{"order-id": 1, "client-order-id": "x\\u0000", "symbol": "btcusdt", "type": "buy-limit", "state": "filled"}',
+    ],
+    ids=["lone-surrogate", "nul-in-key-field", "nul-in-other-field"],
+)
+def test_text_no_database_can_store_is_400(client, runtime, body):
+    response = _post(client, body)
+    assert response.status_code == 400, response.text
+    assert count(runtime.engine, InboundEvent) == 0
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        b'"created-at": 123456789012345678901234567890',
+        b'"created-at": 1e60',
+        b'"symbol": "' + b"x" * 5000 + b'"',
+        b'"trade": [' + b",".join([b'{"trade-id": 1}'] * 100) + b"]",
+    ],
+    ids=["int-over-64-bits", "huge-decimal", "long-text", "many-items"],
+)
+def test_422_echoes_stay_bounded_and_serialisable(client, runtime, fragment):
+    body = body_of(htx_update(1, "filled", "1", "1", "0"))
+    body = body[:-1] + b"," + fragment + b"}"
+    response = _post(client, body)
+    assert response.status_code == 422, response.text
+    assert len(response.content) < 20_000
+
+
+def test_a_second_forwarded_for_line_cannot_smuggle_an_allowed_address(settings, runtime):
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings), client=("127.0.0.1", 1)) as proxy:
+        response = proxy.post(
+            "/hooks/restricted",
+            content=BODY_OK,
+            headers=[
+                ("content-type", "application/json"),
+                ("x-signature", htx_headers(BODY_OK)["x-signature"]),
+                ("x-forwarded-for", "203.0.113.7"),  # written by the client
+                ("x-forwarded-for", "198.51.100.9"),  # appended by our proxy: the real client
+            ],
+        )
+    assert response.status_code == 403
+
+
+BODY_OK = body_of(htx_update(2, "filled", "1", "1", "0"))

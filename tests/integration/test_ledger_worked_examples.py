@@ -158,3 +158,22 @@ def test_trx_deposits_convert_sun_exactly(client, runtime):
     ]
     assert balances(runtime.engine)[("trx:chain", "TRX")] == D("-1002.500001")
     assert_ledger_verifies(runtime)
+
+
+def test_amounts_with_38_significant_digits_are_posted_exactly(client, runtime):
+    big = htx_update(
+        700,
+        "filled",
+        "12345678901.123456789012345678",
+        "98765432109876543210.1",
+        "0.000000000000000001",
+    )
+    post_htx(client, big)
+    run_jobs(runtime)
+
+    assert customer_rows(runtime.engine, "1001") == [
+        ("trade", "BTC", D("12345678901.123456789012345678"), D("12345678901.123456789012345678")),
+        ("trade", "USDT", D("-98765432109876543210.1"), D("-98765432109876543210.1")),
+        ("fee", "BTC", D("-0.000000000000000001"), D("12345678901.123456789012345677")),
+    ]
+    assert_ledger_verifies(runtime)

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, select, text
 from sqlmodel import Session
 
 from app.store.models import InboundEvent, Order, OrderEvent
-from app.store.queue import enqueue_event, job_id, make_queue
+from app.store.queue import job_id
 from tests.conftest import run_jobs
 from tests.processes import spawn, stop, wait_until, web_server
 from tests.support import body_of, count, event, htx_headers, htx_update, post_htx
@@ -93,13 +93,13 @@ def _job_status(redis: Redis, event_id: str) -> str | None:
 
 def test_sigkill_of_a_worker_mid_job_still_ends_processed_once(client, runtime, env):
     event_id = post_htx(client, htx_update(77, "filled", "1", "100", "0.1")).json()["event_id"]
-    queue = make_queue(runtime.redis, runtime.settings.processing.queue)
+    queue = runtime.events.queue
     queue.empty()  # hold the job back until the worker is up and the lock is held
     worker = spawn(["worker"], env)
     try:
         wait_until(lambda: len(Worker.all(queue=queue)) == 1, 30, "the worker to start")
         with _RowLock(env["HOOKLEDGER_DATABASE_URL"], event_id):
-            enqueue_event(queue, event_id, timeout_s=30)
+            runtime.events.enqueue(event_id)
             wait_until(
                 lambda: _job_status(runtime.redis, event_id) == "started", 30, "the job to start"
             )

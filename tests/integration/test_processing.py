@@ -15,7 +15,6 @@ from sqlmodel import Session
 
 from app.cli import main as cli
 from app.store.models import EventAttempt, Order, OrderEvent
-from app.store.queue import enqueue_event, make_queue
 from tests.conftest import run_jobs
 from tests.support import count, event, htx_update, post_htx
 from workers.jobs import process_event
@@ -104,9 +103,7 @@ def test_an_error_retrying_cannot_fix_is_dead_at_once(client, runtime):
 def test_a_replayed_job_of_a_processed_event_changes_nothing(client, runtime):
     event_id = post_htx(client, htx_update(3, "filled", "2", "200", "0.2")).json()["event_id"]
     run_jobs(runtime)
-    enqueue_event(
-        make_queue(runtime.redis, runtime.settings.processing.queue), event_id, timeout_s=30
-    )
+    runtime.events.enqueue(event_id)
     run_jobs(runtime)
     assert process_event(event_id) == "processed"
     assert count(runtime.engine, OrderEvent) == 1
@@ -124,13 +121,9 @@ def test_reconcile_requeues_jobs_lost_with_a_flushed_redis(
     run_jobs(runtime)
     assert {event(runtime.engine, i).status for i in ids} == {"received"}
 
-    for key in (
-        "HOOKLEDGER_CONFIG",
-        "HOOKLEDGER_DATABASE_URL",
-        "HOOKLEDGER_REDIS_URL",
-        "TEST_HTX_SECRET",
-    ):
-        monkeypatch.setenv(key, env[key])
+    for key, value in env.items():
+        if key.startswith(("HOOKLEDGER_", "TEST_")):
+            monkeypatch.setenv(key, value)
     assert cli(["reconcile"]) == 0
     assert "5 re-queued" in capsys.readouterr().out
     run_jobs(runtime)

@@ -147,17 +147,21 @@ def decimals_from_text(draw: st.DrawFn) -> Decimal:
     return Decimal(f"{whole}.{frac}{exponent}")
 
 
+# Text a database can hold: no NUL and no lone surrogates (loads_exact refuses both).
+safe_text = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20
+)
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.text(max_size=20)
+    | safe_text
     | decimals_from_text()
 )
 json_values = st.recursive(
     scalars,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(safe_text, children, max_size=4)
     ),
     max_leaves=30,
 )
@@ -203,3 +207,29 @@ def test_arbitrary_bytes_parse_or_raise_bad_request_only(body: bytes) -> None:
         loads_exact(body)
     except BadRequest as exc:
         assert exc.status == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "x\\u0000y"}',
+        b'{"a\\u0000": 1}',
+        b'{"a": "\\ud800"}',
+        b'{"\\udfff": 1}',
+        b'{"a": ["ok", {"b": "\\ud83d"}]}',
+    ],
+    ids=["nul-value", "nul-key", "lone-high-surrogate", "lone-low-surrogate-key", "nested"],
+)
+def test_text_no_database_can_hold_is_refused(body: bytes) -> None:
+    with pytest.raises(BadRequest, match=r"NUL|surrogate"):
+        loads_exact(body)
+
+
+def test_a_surrogate_pair_escape_is_fine() -> None:
+    assert loads_exact(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+
+
+@pytest.mark.parametrize("number", [b"1e999999999", b"1e-5000000", b"-2E+65"])
+def test_numbers_of_absurd_magnitude_are_refused(number: bytes) -> None:
+    with pytest.raises(BadRequest, match="out of range"):
+        loads_exact(b'{"a": ' + number + b"}")

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from app.domain.errors import BadRequest, UnsupportedMedia
-from app.domain.jsonparse import decode_text, loads_exact
+from app.domain.jsonparse import check_text, decode_text, loads_exact
 from app.domain.sources import htx, pingpong, trx_energy
 from app.domain.sources.base import ParsedEvent, body_digest
 
@@ -58,6 +58,8 @@ def _form_to_dict(body: bytes) -> dict[str, Any]:
         raise BadRequest(f"invalid form encoding: {exc}") from exc
     data: dict[str, Any] = {}
     for name, value in pairs:
+        check_text(name)
+        check_text(value)
         if name in data:
             raise BadRequest(f"form field {name!r} given twice")
         data[name] = value

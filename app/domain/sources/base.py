@@ -70,16 +70,44 @@ Amount = Annotated[Decimal, BeforeValidator(parse_decimal)]
 Int = Annotated[int, BeforeValidator(_to_int)]
 
 
+_ECHO_TEXT = 200
+MAX_ERRORS = 50  # a 422 lists at most this many problems
+_ECHO_ITEMS = 20
+
+
+def echo(value: Any, depth: int = 0) -> Any:
+    """A bounded, always-serialisable copy of an offending input for a 422 answer: long text
+    is cut, numbers JSON cannot carry exactly become text, big containers are summarised."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -_INT_LIMIT < value < _INT_LIMIT else f"{str(value)[:40]}..."
+    if isinstance(value, Decimal):
+        return value if value.is_finite() and abs(value.adjusted()) <= 40 else str(value)[:40]
+    if isinstance(value, str):
+        return value if len(value) <= _ECHO_TEXT else value[:_ECHO_TEXT] + "..."
+    if isinstance(value, dict) and depth < 2 and len(value) <= _ECHO_ITEMS:
+        return {str(k)[:_ECHO_TEXT]: echo(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and depth < 2 and len(value) <= _ECHO_ITEMS:
+        return [echo(v, depth + 1) for v in value]
+    if isinstance(value, dict | list):
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return str(value)[:_ECHO_TEXT]
+
+
 def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     """Return pydantic's errors as the 422 ``detail`` list, ``loc`` rooted at ``"body"``."""
     detail = []
-    for err in exc.errors(include_url=False, include_context=False):
+    for err in exc.errors(include_url=False, include_context=False)[:MAX_ERRORS]:
         detail.append(
             {
                 "type": err["type"],
-                "loc": ["body", *err["loc"]],
+                "loc": [
+                    "body",
+                    *(p if isinstance(p, int) else str(p)[:_ECHO_TEXT] for p in err["loc"]),
+                ],
                 "msg": err["msg"],
-                "input": err.get("input"),
+                "input": echo(err.get("input")),
             }
         )
     return detail
