@@ -10,6 +10,8 @@
     hookledger sample        print a signed sample request for a source
     hookledger ledger export --from DATE --to DATE [--account A] [--format csv|json]
     hookledger ledger verify check every ledger invariant; exit 1 on any breach
+    hookledger events list|show|prune   the event log
+    hookledger dlq list|replay|discard  dead letters
 
 Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage.
 """
@@ -232,6 +234,12 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         return ledger_cli.export(settings, args, out)
 
 
+def cmd_ops(args: argparse.Namespace) -> int:
+    from app import ops_cli
+
+    return ops_cli.run(_settings(), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hookledger", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -263,10 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default=None)
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.set_defaults(func=cmd_sample)
-    from app import ledger_cli
+    from app import ledger_cli, ops_cli
 
     ledger_cli.add_parser(sub)
     sub.choices["ledger"].set_defaults(func=cmd_ledger)
+    ops_cli.add_parsers(sub)
+    sub.choices["events"].set_defaults(func=cmd_ops)
+    sub.choices["dlq"].set_defaults(func=cmd_ops)
     p = sub.add_parser("up", help="start web, worker and sweeper on embedded defaults")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

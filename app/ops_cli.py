@@ -1,0 +1,298 @@
+"""``hookledger events ...`` and ``hookledger dlq ...``: the event log and dead letters.
+
+Exit codes: 0 done; 1 something asked for could not be done (unknown event, refused replay or
+discard; the output says which); 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from sqlmodel import Session
+
+from app.responses import dumps
+from app.settings import Settings
+from app.store import ops
+from app.store.db import read_only
+from app.timeparse import parse_when
+from workers import replay as service
+from workers.jobs import utcnow
+from workers.runtime import Runtime, build_runtime
+
+
+def _when(text: str) -> Any:
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def default_actor() -> str:
+    """Who is acting: ``$HOOKLEDGER_ACTOR``, else ``user@host``."""
+    explicit = os.environ.get("HOOKLEDGER_ACTOR")
+    if explicit:
+        return explicit
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _filters(p: argparse.ArgumentParser, *, status: bool) -> None:
+    p.add_argument("--source", help="only this source")
+    if status:
+        p.add_argument("--status", choices=ops.STATUSES, help="only this status")
+    p.add_argument(
+        "--since",
+        type=_when,
+        metavar="T",
+        help="received at or after T (ISO 8601, Unix seconds, or an age: 30m, 2h, 7d)",
+    )
+    p.add_argument("--until", type=_when, metavar="T", help="received at or before T")
+
+
+def add_parsers(sub: Any) -> None:
+    events = sub.add_parser("events", help="the event log")
+    verbs = events.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("list", help="list events, newest first")
+    _filters(p, status=True)
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(ops_func=cmd_events_list)
+    p = verbs.add_parser("show", help="one event: body, headers, attempts, actions, effects")
+    p.add_argument("event_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(ops_func=cmd_events_show)
+    p = verbs.add_parser("prune", help="drop raw bodies of applied events older than N days")
+    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.add_argument("--dry-run", action="store_true", help="count only")
+    p.set_defaults(ops_func=cmd_events_prune)
+
+    dlq = sub.add_parser("dlq", help="dead letters: list, replay, discard")
+    verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("list", help="list dead events")
+    _filters(p, status=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(ops_func=cmd_dlq_list)
+    p = verbs.add_parser("replay", help="process events again (an applied one is left as is)")
+    p.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    p.add_argument("--all", action="store_true", help="every dead event matching the filters")
+    _filters(p, status=False)
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be replayed and its ledger effects"
+    )
+    p.add_argument("--reason", default=None)
+    p.add_argument(
+        "--actor", default=None, help="who is replaying (default: $HOOKLEDGER_ACTOR or user@host)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(ops_func=cmd_dlq_replay)
+    p = verbs.add_parser("discard", help="give up on an event that is not applied")
+    p.add_argument("event_id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--actor", default=None)
+    p.set_defaults(ops_func=cmd_dlq_discard)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = build_runtime(settings)
+    try:
+        return int(args.ops_func(runtime, args, sys.stdout))
+    finally:
+        runtime.close()
+
+
+def _filter(args: argparse.Namespace) -> ops.EventFilter:
+    return ops.EventFilter(
+        source=args.source, status=getattr(args, "status", None), since=args.since, until=args.until
+    )
+
+
+_PAD = " " * 18
+
+
+def _table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    columns = [
+        ("event_id", 28),
+        ("source", 14),
+        ("status", 10),
+        ("type", 16),
+        ("attempts", 8),
+        ("received_at", 19),
+        ("last_error", 50),
+    ]
+    print("  ".join(name.upper().ljust(width) for name, width in columns).rstrip(), file=out)
+    for row in rows:
+        cells = []
+        for name, width in columns:
+            value = "" if row.get(name) is None else str(row[name])
+            if name == "received_at":
+                value = value[:19].replace("T", " ")
+            cells.append(value[:width].ljust(width))
+        print("  ".join(cells).rstrip(), file=out)
+    print(f"({len(rows)} event{'s' if len(rows) != 1 else ''})", file=out)
+
+
+def cmd_events_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    with Session(read_only(runtime.engine)) as session:
+        rows = [
+            ops.summary(r)
+            for r in ops.list_events(session, _filter(args), limit=max(1, args.limit))
+        ]
+    if args.json:
+        out.write(dumps(rows).decode() + "\n")
+    else:
+        _table(rows, out)
+    return 0
+
+
+def cmd_events_show(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        with Session(read_only(runtime.engine)) as session:
+            data = ops.detail(session, args.event_id)
+    except ops.OpsError as exc:
+        print(f"hookledger: {exc.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        out.write(dumps(data).decode() + "\n")
+        return 0
+    for key in (
+        "event_id",
+        "source",
+        "source_kind",
+        "type",
+        "event",
+        "status",
+        "attempts",
+        "idempotency_key",
+        "received_at",
+        "processed_at",
+        "next_attempt_at",
+        "client_ip",
+        "content_type",
+        "last_error",
+    ):
+        print(f"{key:>16}: {'' if data.get(key) is None else data[key]}", file=out)
+    print("         headers:", file=out)
+    for name, value in data["headers"].items():
+        print(f"                  {name}: {value}", file=out)
+    body = data["body"]
+    print(f"            body: ({body['sha256']})", file=out)
+    print(
+        "                  "
+        + str(body.get("text") or body.get("base64") or f"pruned at {body.get('pruned_at')}"),
+        file=out,
+    )
+    print("        attempts:", file=out)
+    for a in data["attempts_log"]:
+        print(
+            f"{_PAD}#{a['attempt']} {a['finished_at'][:19]} {a['outcome']} "
+            f"{a['error'] or ''}".rstrip(),
+            file=out,
+        )
+    print("         actions:", file=out)
+    for a in data["actions"]:
+        print(
+            f"{_PAD}{a['at'][:19]} {a['action']} -> {a['outcome']} "
+            f"by {a['actor']}: {a['reason'] or ''}".rstrip(),
+            file=out,
+        )
+    print("         effects:", file=out)
+    for p in data["effects"]["postings"]:
+        print(
+            f"{_PAD}{p['account_id']} {p['currency']} {p['amount']} (balance {p['balance']})",
+            file=out,
+        )
+    return 0
+
+
+def cmd_events_prune(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    now = utcnow()
+    cutoff = ops.days_ago(now, args.older_than)
+    total = 0
+    while True:
+        with Session(runtime.engine) as session, session.begin():
+            batch = ops.prunable(session, older_than=cutoff, limit=1000)
+            if not batch:
+                break
+            if args.dry_run:
+                total += len(batch)
+                break
+            total += ops.prune(session, batch, now=now)
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rpruned {total} bodies")
+    verb = "would prune" if args.dry_run else "pruned"
+    print(
+        f"{verb} the raw bodies of {total} event(s) received before "
+        f"{cutoff.isoformat()[:19]}; hashes and receipt times stay",
+        file=out,
+    )
+    return 0
+
+
+def cmd_dlq_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    flt = ops.EventFilter(source=args.source, status="dead", since=args.since, until=args.until)
+    with Session(read_only(runtime.engine)) as session:
+        rows = [ops.summary(r) for r in ops.list_events(session, flt, limit=100_000)]
+    if args.json:
+        out.write(dumps(rows).decode() + "\n")
+    else:
+        _table(rows, out)
+    return 0
+
+
+def cmd_dlq_replay(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    if args.all == bool(args.event_ids):
+        print(
+            "hookledger: give EVENT_ID... or --all (with optional filters), not both",
+            file=sys.stderr,
+        )
+        return 2
+    ids = service.dead_letter_ids(runtime, _filter(args)) if args.all else list(args.event_ids)
+    actor = args.actor or default_actor()
+    results = []
+    live = sys.stderr.isatty() and len(ids) > 1
+    for n, event_id in enumerate(ids, 1):
+        results += service.replay_many(
+            runtime, [event_id], actor=actor, reason=args.reason, dry_run=args.dry_run
+        )
+        if live:
+            sys.stderr.write(f"\r{'previewed' if args.dry_run else 'replayed'} {n}/{len(ids)}")
+    if live:
+        sys.stderr.write("\n")
+    if args.json:
+        out.write(dumps([r.as_dict() for r in results]).decode() + "\n")
+    else:
+        for r in results:
+            line = f"{r.event_id}  {r.outcome}"
+            if r.message:
+                line += f"  ({r.message})"
+            print(line, file=out)
+            for e in r.effects:
+                print(
+                    f"    {e['account_id']} {e['currency']} {e['amount']} [{e['tran_type']}]",
+                    file=out,
+                )
+        done = sum(r.outcome in ("requeued", "would_replay") for r in results)
+        verb = "would replay" if args.dry_run else "replayed"
+        print(f"{verb} {done} of {len(results)} event(s)", file=out)
+    return 1 if any(r.outcome == "error" for r in results) else 0
+
+
+def cmd_dlq_discard(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        result = service.discard(
+            runtime, args.event_id, actor=args.actor or default_actor(), reason=args.reason
+        )
+    except ops.OpsError as exc:
+        print(f"hookledger: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"{result.event_id}  {result.outcome}", file=out)
+    return 0

@@ -1,0 +1,134 @@
+"""Replay, discard and dry-run previews: the ops service behind the CLI and the admin API.
+
+SQL first, then RQ: a replay commits the event back to ``received`` and only then queues its
+job; if queueing fails the sweep queues it later. A dry run applies the event inside a
+transaction that is rolled back, so it shows the exact postings a replay would make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from app.domain.errors import HookError, PermanentError
+from app.domain.money import exact
+from app.domain.sources import parse_event
+from app.store import events as event_store
+from app.store import ops
+from app.store.db import read_only
+from app.store.models import LedgerPosting
+from workers.apply import Context, apply_event
+from workers.jobs import utcnow
+from workers.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    event_id: str
+    outcome: str  # requeued | already_applied | would_replay | discarded | error
+    message: str = ""
+    effects: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"event_id": self.event_id, "outcome": self.outcome}
+        if self.message:
+            data["message"] = self.message
+        if self.outcome == "would_replay":
+            data["effects"] = self.effects
+        return data
+
+
+def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -> Outcome:
+    """Replay one event. Raises ``ops.OpsError`` (404 unknown, 409 pruned)."""
+    with Session(runtime.engine) as session, session.begin():
+        outcome = ops.replay(session, event_id, actor=actor, reason=reason, now=utcnow())
+    if outcome == "requeued":
+        try:
+            runtime.events.enqueue(event_id, again=True)
+        except (RedisError, OSError) as exc:
+            log.warning("replay.enqueue_failed", event_id=event_id, error=type(exc).__name__)
+    log.info("event.replayed", event_id=event_id, outcome=outcome, actor=actor)
+    return Outcome(event_id, outcome)
+
+
+def discard(runtime: Runtime, event_id: str, *, actor: str, reason: str) -> Outcome:
+    """Discard one event that is not applied. Raises ``ops.OpsError``."""
+    with Session(runtime.engine) as session, session.begin():
+        outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
+    log.info("event.discarded", event_id=event_id, actor=actor)
+    return Outcome(event_id, outcome)
+
+
+def preview(runtime: Runtime, event_id: str) -> Outcome:
+    """What replaying ``event_id`` would do, computed and rolled back."""
+    session = Session(runtime.engine)
+    try:
+        session.begin()
+        row = event_store.lock_event(session, event_id)
+        if row is None:
+            raise ops.OpsError(404, f"no event {event_id}")
+        if row.status in event_store.APPLIED:
+            return Outcome(event_id, "already_applied")
+        if row.body_pruned_at is not None:
+            return Outcome(event_id, "error", "its raw body was pruned")
+        source = runtime.settings.sources.get(row.source)
+        if source is None:
+            return Outcome(event_id, "error", f"source {row.source!r} is no longer configured")
+        try:
+            parsed = parse_event(row.source_kind, row.body, row.content_type)
+            ctx = Context(
+                account_id=source.account_id,
+                quote_currencies=runtime.settings.file.ledger.quote_currencies,
+                now=utcnow(),
+            )
+            with exact():
+                status = apply_event(session, row, parsed, ctx)
+            session.flush()
+        except (HookError, PermanentError, ArithmeticError) as exc:
+            return Outcome(event_id, "error", f"would fail: {exc}")
+        postings = session.execute(
+            select(LedgerPosting)
+            .where(col(LedgerPosting.event_id) == event_id)
+            .order_by(col(LedgerPosting.id))
+        ).scalars()
+        effects = [
+            {
+                "account_id": p.account_id,
+                "currency": p.currency,
+                "amount": p.amount,
+                "tran_type": p.tran_type,
+            }
+            for p in postings
+        ]
+        return Outcome(event_id, "would_replay", f"would end {status}", effects)
+    finally:
+        session.rollback()
+        session.close()
+
+
+def replay_many(
+    runtime: Runtime, event_ids: list[str], *, actor: str, reason: str | None, dry_run: bool
+) -> list[Outcome]:
+    """Replay (or preview) each event; an unknown or refused one is an ``error`` outcome."""
+    results = []
+    for event_id in event_ids:
+        try:
+            if dry_run:
+                results.append(preview(runtime, event_id))
+            else:
+                results.append(replay(runtime, event_id, actor=actor, reason=reason))
+        except ops.OpsError as exc:
+            results.append(Outcome(event_id, "error", exc.message))
+    return results
+
+
+def dead_letter_ids(runtime: Runtime, flt: ops.EventFilter) -> list[str]:
+    with Session(read_only(runtime.engine)) as session:
+        return ops.dead_letters(session, flt)
