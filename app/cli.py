@@ -287,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from app.logging import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging()  # logs go to stderr, so stdout stays clean for --json and exports
     return int(args.func(args))
 
 

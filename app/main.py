@@ -24,7 +24,7 @@ from app.domain.apikeys import ApiKey
 from app.ingest import Ingestor
 from app.logging import configure_logging
 from app.responses import json_response
-from app.routes import ledger
+from app.routes import admin, ledger
 from app.routes.health import healthz, readyz
 from app.routes.hooks import receive_hook
 from app.settings import Settings, load_settings
@@ -32,6 +32,7 @@ from app.store.db import make_engine
 from app.store.dedupe import Dedupe
 from app.store.models import create_all
 from app.store.queue import EventQueue
+from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
@@ -60,10 +61,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         sync_client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         app.state.engine = engine
         app.state.aioredis = async_client
+        events = EventQueue(sync_client, settings.processing)
+        app.state.runtime = Runtime(
+            settings=settings, engine=engine, redis=sync_client, events=events
+        )
         app.state.ingestor = Ingestor(
             engine=engine,
             dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
-            queue=EventQueue(sync_client, settings.processing),
+            queue=events,
         )
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
         try:
@@ -83,6 +88,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/account/v1/orders/{source}/{order_id}", ledger.order_detail, methods=["GET"]),
             Route("/account/v1/contracts", ledger.contracts, methods=["GET"]),
             Route("/account/v1/deposits", ledger.deposits, methods=["GET"]),
+            Route("/admin/events", admin.list_events, methods=["GET"]),
+            Route("/admin/events/{event_id}", admin.show_event, methods=["GET"]),
+            Route("/admin/events/{event_id}/replay", admin.replay_event, methods=["POST"]),
+            Route("/admin/events/{event_id}/discard", admin.discard_event, methods=["POST"]),
+            Route("/admin/dead-letters/replay", admin.replay_dead_letters, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -1,0 +1,195 @@
+"""The admin API under ``/admin``: the event log, replay and discard, for ops tooling.
+
+``Authorization: Bearer $HOOKLEDGER_ADMIN_TOKEN``, compared in constant time; without a
+configured token every call is refused (401). Errors are ``{"error", "message"}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from anyio import to_thread
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.responses import json_response
+from app.store import ops
+from app.store.db import read_only
+from app.timeparse import parse_when
+from workers import replay as service
+from workers.runtime import Runtime
+
+MAX_LIMIT = 500
+_MAX_BODY = 16_384
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _authorize(request: Request) -> str:
+    token: str | None = request.app.state.settings.admin_token
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if token is None:
+        raise AdminError(
+            401, "unauthorized", "the admin API is disabled: HOOKLEDGER_ADMIN_TOKEN is not set"
+        )
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode("utf-8", "replace"), token.encode()
+    ):
+        raise AdminError(401, "unauthorized", "missing or wrong bearer token")
+    actor = request.headers.get("x-actor", "").strip()[:64]
+    return f"admin-api:{actor}" if actor else "admin-api"
+
+
+def admin(
+    handler: Callable[[Request, Runtime, str], Awaitable[Any]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            actor = _authorize(request)
+            return json_response(await handler(request, request.app.state.runtime, actor))
+        except AdminError as exc:
+            return json_response({"error": exc.code, "message": exc.message}, exc.status)
+        except ops.OpsError as exc:
+            code = {404: "not_found", 409: "conflict"}.get(exc.status, "bad_request")
+            return json_response({"error": code, "message": exc.message}, exc.status)
+
+    return endpoint
+
+
+def _when(raw: str | None, name: str) -> Any:
+    if not raw:
+        return None
+    try:
+        return parse_when(raw)
+    except ValueError as exc:
+        raise AdminError(400, "bad_request", f"{name}: {exc}") from exc
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > _MAX_BODY:
+        raise AdminError(413, "too_large", "request body too large")
+    if not body.strip():
+        return {}
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise AdminError(400, "bad_request", f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise AdminError(400, "bad_request", "body must be a JSON object")
+    return data
+
+
+def _in_thread(fn: Callable[[], Any]) -> Awaitable[Any]:
+    return to_thread.run_sync(fn)
+
+
+@admin
+async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[str, Any]:
+    q = request.query_params
+    unknown = set(q.keys()) - {"source", "status", "since", "until", "limit", "cursor"}
+    if unknown:
+        raise AdminError(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    raw_limit = q.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise AdminError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}")
+    limit = int(raw_limit)
+    flt = ops.EventFilter(
+        source=q.get("source") or None,
+        status=q.get("status") or None,
+        since=_when(q.get("since"), "since"),
+        until=_when(q.get("until"), "until"),
+    )
+    cursor = q.get("cursor") or None
+
+    def query() -> list[dict[str, Any]]:
+        with Session(read_only(runtime.engine)) as session:
+            return [
+                ops.summary(r) for r in ops.list_events(session, flt, limit=limit, before=cursor)
+            ]
+
+    rows = await _in_thread(query)
+    next_cursor = rows[-1]["event_id"] if len(rows) == limit else None
+    return {"events": rows, "next_cursor": next_cursor}
+
+
+@admin
+async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[str, Any]:
+    event_id = request.path_params["event_id"]
+
+    def query() -> dict[str, Any]:
+        with Session(read_only(runtime.engine)) as session:
+            return ops.detail(session, event_id)
+
+    result: dict[str, Any] = await _in_thread(query)
+    return result
+
+
+@admin
+async def replay_event(request: Request, runtime: Runtime, actor: str) -> dict[str, Any]:
+    body = await _json_body(request)
+    event_id = request.path_params["event_id"]
+    reason = body.get("reason")
+    outcome = await _in_thread(
+        lambda: service.replay(runtime, event_id, actor=actor, reason=reason)
+    )
+    result: dict[str, Any] = outcome.as_dict()
+    return result
+
+
+@admin
+async def discard_event(request: Request, runtime: Runtime, actor: str) -> dict[str, Any]:
+    body = await _json_body(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise AdminError(400, "bad_request", 'a discard needs {"reason": "..."}')
+    event_id = request.path_params["event_id"]
+    outcome = await _in_thread(
+        lambda: service.discard(runtime, event_id, actor=actor, reason=reason)
+    )
+    result: dict[str, Any] = outcome.as_dict()
+    return result
+
+
+@admin
+async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) -> dict[str, Any]:
+    body = await _json_body(request)
+    unknown = set(body) - {"source", "since", "until", "dry_run", "reason"}
+    if unknown:
+        raise AdminError(400, "bad_request", f"unknown field(s): {', '.join(sorted(unknown))}")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise AdminError(400, "bad_request", "dry_run must be true or false")
+    flt = ops.EventFilter(
+        source=body.get("source") or None,
+        since=_when(body.get("since"), "since"),
+        until=_when(body.get("until"), "until"),
+    )
+    reason = body.get("reason")
+
+    def run() -> list[service.Outcome]:
+        ids = service.dead_letter_ids(runtime, flt)
+        return service.replay_many(runtime, ids, actor=actor, reason=reason, dry_run=dry_run)
+
+    results = await _in_thread(run)
+    done = [r for r in results if r.outcome in ("requeued", "would_replay")]
+    data: dict[str, Any] = {
+        "replayed": len(done),
+        "event_ids": [r.event_id for r in done],
+        "dry_run": dry_run,
+    }
+    if dry_run:
+        data["effects"] = {r.event_id: r.effects for r in done}
+    errors = [r.as_dict() for r in results if r.outcome == "error"]
+    if errors:
+        data["errors"] = errors
+    return data
