@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,9 @@ from pydantic import (
     model_validator,
 )
 
+from app.domain.money import parse_decimal
 from app.domain.netaddr import IPNetwork
+from app.domain.rules import CANONICAL_EVENTS
 from app.domain.signing import decode_webhook_secret
 from app.domain.sources import KINDS
 
@@ -115,10 +118,24 @@ class ApiKeyConfig(_Strict):
 
 class TargetConfig(_Strict):
     kind: Literal["fourpass", "webhook"]
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://[^\s/?#]+")
     secret: str | None = None
     simulation: bool = True
-    allow_private: bool = False
+    allow_private: bool = False  # allow loopback/private/link-local addresses (tests, LANs)
+    connect_timeout_s: float = Field(default=3, gt=0, le=60)
+    read_timeout_s: float = Field(default=10, gt=0, le=120)
+    retry_delays_s: tuple[float, ...] = (5, 30, 120, 600, 1800)
+    replay_window_s: float = Field(default=240, gt=0, le=290)  # 4pass refuses timestamps > 5 min
+
+    @model_validator(mode="after")
+    def _secret_where_needed(self) -> TargetConfig:
+        if self.kind == "fourpass" and not self.simulation and not self.secret:
+            raise ValueError("a fourpass target in live mode (simulation = false) needs a secret")
+        if self.kind == "webhook":
+            if not self.secret:
+                raise ValueError("a webhook target needs a secret (whsec_...) to sign with")
+            decode_webhook_secret(self.secret)
+        return self
 
 
 class RuleWhen(_Strict):
@@ -126,11 +143,27 @@ class RuleWhen(_Strict):
     source: str | None = None
     event: str | None = None
     symbol: str | None = None
+    min_amount: Decimal | None = None  # the event's amount: HTX filled-amount, PingPong
+    max_amount: Decimal | None = None  # sell_amount, TRX deposited; bounds are inclusive
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, value: str | None) -> str | None:
+        if value is not None and value not in CANONICAL_EVENTS:
+            raise ValueError(
+                f"unknown event {value!r}; one of {', '.join(sorted(CANONICAL_EVENTS))}"
+            )
+        return value
+
+    @field_validator("min_amount", "max_amount", mode="before")
+    @classmethod
+    def _exact(cls, value: object) -> object:
+        return None if value is None else parse_decimal(value)
 
 
 class RuleSignal(_Strict):
     action: Literal["long_entry", "long_exit", "short_entry", "short_exit"]
-    symbol: str = Field(min_length=1)
+    symbol: str = Field(min_length=1, max_length=32)
     quantity: PositiveInt
 
 
@@ -138,7 +171,16 @@ class RuleConfig(_Strict):
     name: str = Field(pattern=_NAME)
     target: str
     when: RuleWhen
-    signal: RuleSignal | None = None
+    signal: RuleSignal | None = None  # required for fourpass targets
+    max_quantity: PositiveInt = 10  # a signal above this is never sent (a fat-finger guard)
+
+    @model_validator(mode="after")
+    def _quantity_capped(self) -> RuleConfig:
+        if self.signal is not None and self.signal.quantity > self.max_quantity:
+            raise ValueError(
+                f"signal.quantity {self.signal.quantity} is over max_quantity {self.max_quantity}"
+            )
+        return self
 
 
 class FileConfig(_Strict):
@@ -162,9 +204,20 @@ class FileConfig(_Strict):
 
     @model_validator(mode="after")
     def _rules_point_somewhere(self) -> FileConfig:
+        names: set[str] = set()
         for rule in self.rules:
-            if rule.target not in self.targets:
+            if rule.name in names:
+                raise ValueError(f"rule {rule.name!r}: two rules have this name")
+            names.add(rule.name)
+            target = self.targets.get(rule.target)
+            if target is None:
                 raise ValueError(f"rule {rule.name!r}: no target named {rule.target!r}")
+            if target.kind == "fourpass" and rule.signal is None:
+                raise ValueError(
+                    f"rule {rule.name!r}: fourpass target {rule.target!r} needs a signal"
+                )
+            if rule.when.source is not None and rule.when.source not in self.sources:
+                raise ValueError(f"rule {rule.name!r}: no source named {rule.when.source!r}")
         return self
 
 

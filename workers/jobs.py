@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Inexact, InvalidOperation, Overflow, Underflow
 
 import structlog
+from redis.exceptions import RedisError
 from rq import get_current_job
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
@@ -25,6 +26,7 @@ from app.domain.sources import parse_event
 from app.store import events as event_store
 from app.store.models import InboundEvent
 from workers.apply import Context, apply_event
+from workers.outbox import write_signals
 from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
@@ -61,6 +63,7 @@ def process_event(event_id: str) -> str:
 
 
 def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
+    created: list[int] = []
     with Session(runtime.engine) as session, session.begin():
         row = event_store.lock_event(session, event_id)
         if row is None:
@@ -85,6 +88,16 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
                 status = apply_event(session, row, parsed, ctx)
         except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
             raise PermanentError(f"an amount would lose precision: {type(exc).__name__}") from exc
+        if status == "processed":
+            with exact():
+                created = write_signals(
+                    session,
+                    row,
+                    parsed,
+                    runtime.settings,
+                    account_id=parsed.account_id or source.account_id,
+                    now=now,
+                )
         row.attempts += 1
         row.status = status
         row.processed_at = now
@@ -92,6 +105,12 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
         row.last_error = None
         event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
         session.add(row)
+    # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
+    for signal_id in created:
+        try:
+            runtime.events.enqueue_signal(signal_id)
+        except (RedisError, OSError) as exc:
+            log.warning("signal.enqueue_failed", signal_id=signal_id, error=type(exc).__name__)
     return status
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 from redis.exceptions import RedisError
@@ -23,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from app.store import events as event_store
+from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.models import InboundEvent
 from app.store.queue import event_id_of
@@ -62,9 +64,30 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
     for event_id in lost:
         runtime.events.enqueue(event_id, again=True)
     waiting = len(due) - len(lost)
+    _sweep_signals(runtime, now=now, stale_after_s=stale)
     if lost or dead:
         log.info("sweep.done", requeued=len(lost), dead=len(dead), still_queued=waiting)
     return SweepResult(len(due), lost, waiting, dead, cleared)
+
+
+def _sweep_signals(runtime: Runtime, *, now: datetime, stale_after_s: float) -> list[int]:
+    """Queue signals whose retry is due, whose job was lost, or whose send was abandoned."""
+    targets = runtime.settings.file.targets.values()
+    longest = max((t.connect_timeout_s + t.read_timeout_s for t in targets), default=0.0)
+    with Session(read_only(runtime.engine)) as session:
+        due = signal_store.due(
+            session,
+            now=now,
+            stale_after_s=stale_after_s,
+            sending_stale_s=longest + 30,
+            limit=runtime.settings.processing.sweep_batch,
+        )
+    lost = [s for s in due if not runtime.events.signal_waiting(s)]
+    with Session(runtime.engine) as session, session.begin():
+        signal_store.mark_enqueued(session, due, now=now)
+    for signal_id in lost:
+        runtime.events.enqueue_signal(signal_id)
+    return lost
 
 
 def _settle_failed_jobs(runtime: Runtime) -> tuple[list[str], int]:

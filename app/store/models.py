@@ -297,6 +297,67 @@ class AccountBalance(SQLModel, table=True):
     updated_at: datetime
 
 
+class Signal(SQLModel, table=True):
+    """A follow-up signal: written with the ledger effect that caused it (the outbox), then
+    delivered. Unique per (event, rule): a rule never fires twice for one event."""
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        UniqueConstraint("event_id", "rule", name="uq_signal_event_rule"),
+        Index("ix_signals_status_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="inbound_events.id", max_length=40)
+    rule: str = Field(max_length=64)
+    target: str = Field(max_length=64)
+    status: str = Field(
+        default="pending", max_length=16
+    )  # pending|sending|retrying|delivered|dead|discarded
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # what to say, without a timestamp
+    body: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary)
+    )  # last body sent, as sent
+    body_stamp: datetime | None = None  # the timestamp inside ``body``
+    sending_since: datetime | None = None
+    outcome_unknown: bool = False  # a send ended without an answer: it may have been acted on
+    attempts: int = 0
+    retry_base: int = 0
+    next_attempt_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SignalAttempt(SQLModel, table=True):
+    """The delivery log: one row per request sent (or refused before sending)."""
+
+    __tablename__ = "signal_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    signal_id: int = Field(foreign_key="signals.id", index=True)
+    attempt: int
+    at: datetime
+    latency_ms: int | None = None
+    http_status: int | None = None
+    outcome: str = Field(max_length=16)
+    response: str | None = Field(default=None, sa_column=Column(Text))  # an excerpt
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class TargetState(SQLModel, table=True):
+    """The kill switch: a paused target sends nothing until resumed."""
+
+    __tablename__ = "target_states"
+
+    target: str = Field(primary_key=True, max_length=64)
+    paused: bool = False
+    changed_by: str = Field(max_length=128)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    changed_at: datetime
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The SQLAlchemy ``Table`` of a table model."""
     table = model.__table__  # type: ignore[attr-defined]

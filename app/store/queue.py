@@ -24,12 +24,17 @@ from rq.utils import current_timestamp
 from app.settings import ProcessingConfig
 
 PROCESS_EVENT = "workers.jobs.process_event"
+DELIVER_SIGNAL = "workers.delivery.deliver_signal"
 FAILURE_TTL_S = 7 * 86_400
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def job_id(event_id: str) -> str:
     return f"hl-{event_id}"
+
+
+def signal_job_id(signal_id: int) -> str:
+    return f"hl-sig-{signal_id}"
 
 
 def event_id_of(job: str) -> str | None:
@@ -66,6 +71,28 @@ class EventQueue:
             description=f"process {event_id}",
             retry=self._retry,
         )
+
+    def enqueue_signal(self, signal_id: int) -> None:
+        """Queue the delivery job of a signal (same queue, so the same workers deliver)."""
+        self.failed.remove(signal_job_id(signal_id))
+        self.queue.enqueue_call(
+            DELIVER_SIGNAL,
+            args=(signal_id,),
+            job_id=signal_job_id(signal_id),
+            timeout=self._timeout_s,
+            result_ttl=0,
+            failure_ttl=FAILURE_TTL_S,
+            description=f"deliver signal {signal_id}",
+        )
+
+    def signal_waiting(self, signal_id: int) -> bool:
+        try:
+            job = Job.fetch(
+                signal_job_id(signal_id), connection=self.connection, serializer=JSONSerializer
+            )
+        except NoSuchJobError:
+            return False
+        return job.get_status(refresh=False) in WAITING
 
     def move_scheduled(self) -> int:
         """Put RQ retries whose time has come back into the queue (what RQ's scheduler does,

@@ -1,0 +1,1 @@
+"""Follow-up signals: outbound requests to targets, guarded against SSRF."""
