@@ -11,7 +11,8 @@
     hookledger ledger export --from DATE --to DATE [--account A] [--format csv|json]
     hookledger ledger verify check every ledger invariant; exit 1 on any breach
     hookledger events list|show|prune   the event log
-    hookledger dlq list|replay|discard  dead letters
+    hookledger dlq list|replay|discard  dead letters (events and sig_N signals)
+    hookledger signals list|show|pause|resume   follow-up signals and the kill switch
 
 Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage.
 """
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops_cli.add_parsers(sub)
     sub.choices["events"].set_defaults(func=cmd_ops)
     sub.choices["dlq"].set_defaults(func=cmd_ops)
+    sub.choices["signals"].set_defaults(func=cmd_ops)
     p = sub.add_parser("up", help="start web, worker and sweeper on embedded defaults")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

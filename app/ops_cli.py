@@ -19,7 +19,9 @@ from sqlmodel import Session
 from app.responses import dumps
 from app.settings import Settings
 from app.store import ops
+from app.store import signals as signal_store
 from app.store.db import read_only
+from app.store.models import Signal
 from app.timeparse import parse_when
 from workers import replay as service
 from workers.jobs import utcnow
@@ -75,7 +77,37 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="count only")
     p.set_defaults(ops_func=cmd_events_prune)
 
-    dlq = sub.add_parser("dlq", help="dead letters: list, replay, discard")
+    _add_signal_parsers(sub)
+    _add_dlq_parsers(sub)
+
+
+def _add_signal_parsers(sub: Any) -> None:
+    signals = sub.add_parser("signals", help="follow-up signals and their targets")
+    verbs = signals.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("list", help="signals, newest first, and each target's state")
+    p.add_argument(
+        "--status", choices=("pending", "sending", "retrying", "delivered", "dead", "discarded")
+    )
+    p.add_argument("--target")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(ops_func=cmd_signals_list)
+    p = verbs.add_parser("show", help="one signal with its delivery log (JSON)")
+    p.add_argument("signal_id", metavar="SIG_ID")
+    p.set_defaults(ops_func=cmd_signals_show)
+    for verb, func, text in (
+        ("pause", cmd_signals_pause, "stop sending to a target (the kill switch)"),
+        ("resume", cmd_signals_resume, "send to a target again, queueing what waited"),
+    ):
+        p = verbs.add_parser(verb, help=text)
+        p.add_argument("target")
+        p.add_argument("--reason", default=None)
+        p.add_argument("--actor", default=None)
+        p.set_defaults(ops_func=func)
+
+
+def _add_dlq_parsers(sub: Any) -> None:
+    dlq = sub.add_parser("dlq", help="dead letters (events and signals): list, replay, discard")
     verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("list", help="list dead events")
     _filters(p, status=False)
@@ -240,11 +272,111 @@ def cmd_events_prune(runtime: Runtime, args: argparse.Namespace, out: TextIO) ->
 def cmd_dlq_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     flt = ops.EventFilter(source=args.source, status="dead", since=args.since, until=args.until)
     with Session(read_only(runtime.engine)) as session:
-        rows = [ops.summary(r) for r in ops.list_events(session, flt, limit=100_000)]
+        rows = [
+            {"kind": "event", **ops.summary(r)}
+            for r in ops.list_events(session, flt, limit=100_000)
+        ]
+        dead_signals = [
+            {"kind": "signal", **signal_store.summary(s)}
+            for s in signal_store.list_signals(
+                session,
+                status="dead",
+                source=args.source,
+                since=args.since,
+                until=args.until,
+                limit=100_000,
+            )
+        ]
+    if args.json:
+        out.write(dumps(rows + dead_signals).decode() + "\n")
+        return 0
+    _table(rows, out)
+    if dead_signals:
+        print("\ndead signals:", file=out)
+        _signal_table(dead_signals, out)
+    return 0
+
+
+def _signal_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
+    print(
+        f"{'SIGNAL':<10}  {'TARGET':<14}  {'RULE':<20}  {'STATUS':<10}  "
+        f"{'ATTEMPTS':<8}  LAST_ERROR",
+        file=out,
+    )
+    for r in rows:
+        print(
+            f"{r['signal_id']:<10}  {r['target'][:14]:<14}  {r['rule'][:20]:<20}  "
+            f"{r['status']:<10}  {r['attempts']:<8}  {(r['last_error'] or '')[:60]}".rstrip(),
+            file=out,
+        )
+
+
+def cmd_signals_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    with Session(read_only(runtime.engine)) as session:
+        rows = [
+            signal_store.summary(s)
+            for s in signal_store.list_signals(
+                session, status=args.status, target=args.target, limit=args.limit
+            )
+        ]
+        states = signal_store.target_states(session)
     if args.json:
         out.write(dumps(rows).decode() + "\n")
-    else:
-        _table(rows, out)
+        return 0
+    for name in sorted(runtime.settings.file.targets):
+        state = states.get(name)
+        flag = (
+            f"PAUSED by {state.changed_by}: {state.reason or ''}"
+            if state and state.paused
+            else "active"
+        )
+        print(f"target {name}: {flag}", file=out)
+    _signal_table(rows, out)
+    return 0
+
+
+def cmd_signals_show(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    signal_id = signal_store.parse_signal_id(args.signal_id)
+    with Session(read_only(runtime.engine)) as session:
+        sig = session.get(Signal, signal_id) if signal_id is not None else None
+        if sig is None:
+            print(f"hookledger: no signal {args.signal_id}", file=sys.stderr)
+            return 1
+        data = {
+            **signal_store.summary(sig),
+            "payload": sig.payload,
+            "attempts_log": signal_store.attempts(session, sig.id or 0),
+        }
+    out.write(dumps(data).decode() + "\n")
+    return 0
+
+
+def cmd_signals_pause(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    return _switch(runtime, args, out, paused=True)
+
+
+def cmd_signals_resume(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    return _switch(runtime, args, out, paused=False)
+
+
+def _switch(runtime: Runtime, args: argparse.Namespace, out: TextIO, *, paused: bool) -> int:
+    if args.target not in runtime.settings.file.targets:
+        print(f"hookledger: no target named {args.target!r}", file=sys.stderr)
+        return 1
+    actor = args.actor or default_actor()
+    with Session(runtime.engine) as session, session.begin():
+        signal_store.set_paused(
+            session, args.target, paused=paused, actor=actor, reason=args.reason, now=utcnow()
+        )
+        waiting = [] if paused else signal_store.pending_of_target(session, args.target)
+    for signal_id in waiting:
+        runtime.events.enqueue_signal(signal_id)
+    state = (
+        "paused: nothing is sent to it until resumed"
+        if paused
+        else f"resumed; {len(waiting)} signal(s) queued"
+    )
+    print(f"target {args.target} {state}", file=out)
     return 0
 
 

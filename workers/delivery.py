@@ -12,14 +12,12 @@ under one stable ``webhook-id`` (receivers dedupe on it).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 import orjson
 import structlog
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -32,6 +30,8 @@ from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
 FINAL = frozenset({"delivered", "dead", "discarded"})
+FRESH_RETRY_DELAY_S = 1.1
+IN_FLIGHT_MARGIN_S = 5  # a send older than its timeouts plus this was abandoned by its worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ def paused(session: Session, target: str) -> bool:
 
 
 def _in_flight_for(target: TargetConfig) -> timedelta:
-    return timedelta(seconds=target.connect_timeout_s + target.read_timeout_s + 30)
+    return timedelta(seconds=target.connect_timeout_s + target.read_timeout_s + IN_FLIGHT_MARGIN_S)
 
 
 def _claim(runtime: Runtime, signal_id: int) -> Plan | str:
@@ -153,9 +153,6 @@ def deliver_signal(signal_id: int) -> str:
             status=status,
             http_status=reply.status if reply else None,
         )
-        if status == "retrying" and verdict is Verdict.RETRY_FRESH:
-            with contextlib.suppress(RedisError, OSError):  # else the sweep picks it up
-                runtime.events.enqueue_signal(signal_id)
         return status
 
 
@@ -204,7 +201,9 @@ def _settle(
         if made > len(delays):
             _finish(session, sig, now, "dead", f"gave up after {made} attempts; last: {error}")
             return "dead"
-        delay = 0 if verdict is Verdict.RETRY_FRESH else delays[made - 1]
+        # After a 401 the next send takes a new timestamp; timestamps have whole seconds, so
+        # wait for the next one, or the "fresh" body could be byte-for-byte the refused one.
+        delay = FRESH_RETRY_DELAY_S if verdict is Verdict.RETRY_FRESH else delays[made - 1]
         sig.status = "retrying"
         sig.last_error = error
         sig.sending_since = None

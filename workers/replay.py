@@ -7,9 +7,11 @@ transaction that is rolled back, so it shows the exact postings a replay would m
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -20,8 +22,9 @@ from app.domain.money import exact
 from app.domain.sources import parse_event
 from app.store import events as event_store
 from app.store import ops
+from app.store import signals as signal_store
 from app.store.db import read_only
-from app.store.models import LedgerPosting
+from app.store.models import LedgerPosting, Signal
 from workers.apply import Context, apply_event
 from workers.jobs import utcnow
 from workers.runtime import Runtime
@@ -46,7 +49,17 @@ class Outcome:
 
 
 def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -> Outcome:
-    """Replay one event. Raises ``ops.OpsError`` (404 unknown, 409 pruned)."""
+    """Replay one event (or ``sig_N`` signal). Raises ``ops.OpsError`` (404, 409 pruned)."""
+    signal_id = signal_store.parse_signal_id(event_id)
+    if signal_id is not None:
+        with Session(runtime.engine) as session, session.begin():
+            outcome = signal_store.replay(
+                session, signal_id, actor=actor, reason=reason, now=utcnow()
+            )
+        if outcome == "requeued":
+            with contextlib.suppress(RedisError, OSError):  # else the sweep queues it
+                runtime.events.enqueue_signal(signal_id)
+        return Outcome(event_id, outcome)
     with Session(runtime.engine) as session, session.begin():
         outcome = ops.replay(session, event_id, actor=actor, reason=reason, now=utcnow())
     if outcome == "requeued":
@@ -59,15 +72,35 @@ def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -
 
 
 def discard(runtime: Runtime, event_id: str, *, actor: str, reason: str) -> Outcome:
-    """Discard one event that is not applied. Raises ``ops.OpsError``."""
+    """Discard one event that is not applied (or a ``sig_N`` signal not delivered)."""
+    signal_id = signal_store.parse_signal_id(event_id)
     with Session(runtime.engine) as session, session.begin():
-        outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
+        if signal_id is not None:
+            outcome = signal_store.discard(
+                session, signal_id, actor=actor, reason=reason, now=utcnow()
+            )
+        else:
+            outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
     log.info("event.discarded", event_id=event_id, actor=actor)
     return Outcome(event_id, outcome)
 
 
+def _preview_signal(runtime: Runtime, name: str, signal_id: int) -> Outcome:
+    with Session(read_only(runtime.engine)) as session:
+        sig = session.get(Signal, signal_id)
+        if sig is None:
+            raise ops.OpsError(404, f"no signal {name}")
+        if sig.status == "delivered":
+            return Outcome(name, "already_applied")
+        request = {"target": sig.target, "rule": sig.rule, "send": orjson.loads(sig.payload)}
+        return Outcome(name, "would_replay", "would send again with a fresh timestamp", [request])
+
+
 def preview(runtime: Runtime, event_id: str) -> Outcome:
     """What replaying ``event_id`` would do, computed and rolled back."""
+    signal_id = signal_store.parse_signal_id(event_id)
+    if signal_id is not None:
+        return _preview_signal(runtime, event_id, signal_id)
     session = Session(runtime.engine)
     try:
         session.begin()
@@ -130,5 +163,15 @@ def replay_many(
 
 
 def dead_letter_ids(runtime: Runtime, flt: ops.EventFilter) -> list[str]:
+    """Dead events, then dead signals (``sig_N``), matching ``flt``."""
     with Session(read_only(runtime.engine)) as session:
-        return ops.dead_letters(session, flt)
+        events = ops.dead_letters(session, flt)
+        signals = signal_store.list_signals(
+            session,
+            status="dead",
+            source=flt.source,
+            since=flt.since,
+            until=flt.until,
+            limit=100_000,
+        )
+    return events + [f"sig_{s.id}" for s in reversed(signals)]

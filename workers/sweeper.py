@@ -28,6 +28,7 @@ from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.models import InboundEvent
 from app.store.queue import event_id_of
+from workers.delivery import IN_FLIGHT_MARGIN_S
 from workers.jobs import mark_dead_after_outage, utcnow
 from workers.runtime import Runtime
 
@@ -73,13 +74,14 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
 def _sweep_signals(runtime: Runtime, *, now: datetime, stale_after_s: float) -> list[int]:
     """Queue signals whose retry is due, whose job was lost, or whose send was abandoned."""
     targets = runtime.settings.file.targets.values()
-    longest = max((t.connect_timeout_s + t.read_timeout_s for t in targets), default=0.0)
+    # The quickest target's window; the job itself waits out a slower target's (in_flight).
+    shortest = min((t.connect_timeout_s + t.read_timeout_s for t in targets), default=0.0)
     with Session(read_only(runtime.engine)) as session:
         due = signal_store.due(
             session,
             now=now,
             stale_after_s=stale_after_s,
-            sending_stale_s=longest + 30,
+            sending_stale_s=shortest + IN_FLIGHT_MARGIN_S,
             limit=runtime.settings.processing.sweep_batch,
         )
     lost = [s for s in due if not runtime.events.signal_waiting(s)]

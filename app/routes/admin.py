@@ -18,7 +18,9 @@ from starlette.responses import Response
 
 from app.responses import json_response
 from app.store import ops
+from app.store import signals as signal_store
 from app.store.db import read_only
+from app.store.models import Signal
 from app.timeparse import parse_when
 from workers import replay as service
 from workers.runtime import Runtime
@@ -125,10 +127,19 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
 @admin
 async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[str, Any]:
     event_id = request.path_params["event_id"]
+    signal_id = signal_store.parse_signal_id(event_id)
 
     def query() -> dict[str, Any]:
         with Session(read_only(runtime.engine)) as session:
-            return ops.detail(session, event_id)
+            if signal_id is None:
+                return ops.detail(session, event_id)
+            sig = session.get(Signal, signal_id)
+            if sig is None:
+                raise ops.OpsError(404, f"no signal {event_id}")
+            return {
+                **signal_store.summary(sig),
+                "attempts_log": signal_store.attempts(session, signal_id),
+            }
 
     result: dict[str, Any] = await _in_thread(query)
     return result
