@@ -45,7 +45,8 @@ def _unwrap(
 
 
 def is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return _unwrap(addr).is_global
+    plain = _unwrap(addr)
+    return plain.is_global and not plain.is_multicast  # is_global counts some multicast
 
 
 def resolve(host: str, port: int, *, allow_private: bool) -> str:
