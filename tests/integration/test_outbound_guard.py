@@ -114,16 +114,12 @@ def test_a_redirect_to_an_internal_address_is_refused(monkeypatch):
     real = net.is_public
     # This loopback server stands in for a public host; every other address is judged as usual.
     monkeypatch.setattr(net, "is_public", lambda a: str(a) == "127.0.0.1" or real(a))
-    with Served(Starlette(routes=[Route("/", bounce, methods=["POST"])])) as served:
-        with pytest.raises(net.BlockedTarget, match=r"169\.254\.169\.254.*non-public address"):
-            net.post(
-                served.url + "/",
-                b"{}",
-                {},
-                connect_timeout_s=1,
-                read_timeout_s=1,
-                allow_private=False,
-            )
+    app = Starlette(routes=[Route("/", bounce, methods=["POST"])])
+    refused = pytest.raises(net.BlockedTarget, match=r"169\.254\.169\.254.*non-public address")
+    with Served(app) as served, refused:
+        net.post(
+            served.url + "/", b"{}", {}, connect_timeout_s=1, read_timeout_s=1, allow_private=False
+        )
 
 
 FOURPASS = TargetConfig(
