@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,16 @@ def htx_update(
         "state": state,
         **extra,
     }
+
+
+def hookledger(
+    env: dict[str, str], *args: str, actor: str = "ops-test"
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``hookledger`` command line as a separate process, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env={**env, "HOOKLEDGER_ACTOR": actor},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -34,10 +34,11 @@ class PostingFilter:
     to_date: int | None = None
     max_id: int | None = None
     after_id: int | None = None
+    customer_only: bool = True  # False: counterpart postings too (verify)
 
     def clauses(self) -> list[ColumnElement[bool]]:
         p = LedgerPosting
-        where: list[ColumnElement[bool]] = [col(p.customer).is_(True)]
+        where: list[ColumnElement[bool]] = [col(p.customer).is_(True)] if self.customer_only else []
         if self.accounts is not None:
             where.append(col(p.account_id).in_(list(self.accounts)))
         if self.business_types:
@@ -96,6 +97,7 @@ def iter_postings(
         yield from rows
         assert rows[-1].id is not None
         after = rows[-1].id
+        session.expunge_all()  # a stream: keep the identity map from growing with it
 
 
 @dataclass(frozen=True, slots=True)

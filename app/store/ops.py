@@ -188,7 +188,7 @@ def effects(session: Session, event_id: str) -> dict[str, Any]:
     }
 
 
-def _record(
+def record_action(
     session: Session,
     event_id: str,
     action: str,
@@ -219,17 +219,19 @@ def replay(
     if row is None:
         raise OpsError(404, f"no event {event_id}")
     if row.status in event_store.APPLIED:
-        _record(session, event_id, "replay", "already_applied", actor=actor, reason=reason, now=now)
+        record_action(
+            session, event_id, "replay", "already_applied", actor=actor, reason=reason, now=now
+        )
         return "already_applied"
     if row.body_pruned_at is not None:
-        _record(session, event_id, "replay", "refused", actor=actor, reason=reason, now=now)
+        record_action(session, event_id, "replay", "refused", actor=actor, reason=reason, now=now)
         raise OpsError(409, f"event {event_id} cannot be replayed: its raw body was pruned")
     row.status = "received"
     row.retry_base = row.attempts
     row.next_attempt_at = None
     row.enqueued_at = now
     session.add(row)
-    _record(session, event_id, "replay", "requeued", actor=actor, reason=reason, now=now)
+    record_action(session, event_id, "replay", "requeued", actor=actor, reason=reason, now=now)
     return "requeued"
 
 
@@ -249,7 +251,7 @@ def discard(session: Session, event_id: str, *, actor: str, reason: str, now: da
     row.status = "discarded"
     row.next_attempt_at = None
     session.add(row)
-    _record(session, event_id, "discard", "discarded", actor=actor, reason=reason, now=now)
+    record_action(session, event_id, "discard", "discarded", actor=actor, reason=reason, now=now)
     return "discarded"
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlmodel import Session, col
 
-from app.store.models import EventAction, InboundEvent, Signal, SignalAttempt, TargetState
-from app.store.ops import OpsError
+from app.store.models import InboundEvent, Signal, SignalAttempt, TargetState
+from app.store.ops import OpsError, record_action
 
 PENDING = ("pending", "retrying", "sending")
 FINAL = ("delivered", "dead", "discarded")
@@ -150,17 +150,9 @@ def _audit(
     reason: str | None,
     now: datetime,
 ) -> None:
+    """Record a signal's replay or discard among its causing event's actions."""
     note = f"sig_{sig.id}" + (f": {reason}" if reason else "")
-    session.add(
-        EventAction(
-            event_id=sig.event_id,
-            action=action,
-            outcome=outcome,
-            actor=actor[:128],
-            reason=note,
-            at=now,
-        )
-    )
+    record_action(session, sig.event_id, action, outcome, actor=actor, reason=note, now=now)
 
 
 def replay(

@@ -13,7 +13,7 @@ Streams postings in id order and checks, without trusting any stored total:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -22,6 +22,7 @@ from sqlmodel import Session, col
 
 from app.domain.journal import split_symbol
 from app.domain.money import exact
+from app.store.ledger import PostingFilter, iter_postings
 from app.store.models import (
     AccountBalance,
     Deposit,
@@ -47,24 +48,6 @@ class Report:
         return not self.breaches
 
 
-def _postings(session: Session, batch: int = 5000) -> Iterator[LedgerPosting]:
-    after = 0
-    while True:
-        rows = list(
-            session.execute(
-                select(LedgerPosting)
-                .where(col(LedgerPosting.id) > after)
-                .order_by(col(LedgerPosting.id))
-                .limit(batch)
-            ).scalars()
-        )
-        if not rows:
-            return
-        yield from rows
-        after = rows[-1].id or after
-        session.expunge_all()
-
-
 def verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
     """Check every invariant; return a report listing each breach found."""
     with exact():
@@ -79,7 +62,7 @@ def _verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
     running: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     last_id: dict[tuple[str, str], int] = {}
     trade_sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (event, currency)
-    for p in _postings(session):
+    for p in iter_postings(session, PostingFilter(customer_only=False), batch=5000):
         assert p.id is not None
         report.checked_postings += 1
         if p.amount == 0:

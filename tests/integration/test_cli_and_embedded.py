@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from app.redis_embedded import resolve, start_private_server
-
-
-def _hookledger(
-    *args: str, env: dict[str, str], cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support import hookledger
 
 
 def test_check_config_accepts_a_good_config(env):
-    result = _hookledger("check-config", env=env)
+    result = hookledger(env, "check-config")
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout
     assert "source htx-main: kind=htx auth=hmac-sha256" in result.stdout
@@ -41,14 +25,14 @@ def test_check_config_names_the_bad_keys(tmp_path, env):
         'allow_ips = ["10.0.0.0/8"]\n\n[sources.y]\nkind = "htx"\naccount_id = "1"\nauth = "hmac-sha256"\n'
         'secrets = ["${NOT_SET_ANYWHERE}"]\n'
     )
-    result = _hookledger("check-config", env={**env, "HOOKLEDGER_CONFIG": str(bad)})
+    result = hookledger({**env, "HOOKLEDGER_CONFIG": str(bad)}, "check-config")
     assert result.returncode == 2
     assert "sources.y.secrets[0]: environment variable NOT_SET_ANYWHERE is not set" in result.stderr
 
     bad.write_text(
         '[server]\nmax_body = 10\n\n[sources.x]\nkind = "binance"\naccount_id = "1"\nauth = "token"\n'
     )
-    result = _hookledger("check-config", env={**env, "HOOKLEDGER_CONFIG": str(bad)})
+    result = hookledger({**env, "HOOKLEDGER_CONFIG": str(bad)}, "check-config")
     assert result.returncode == 2
     assert "server.max_body: unknown key" in result.stderr
     assert "sources.x.kind" in result.stderr
@@ -57,13 +41,13 @@ def test_check_config_names_the_bad_keys(tmp_path, env):
 def test_web_refuses_to_start_on_a_bad_config(tmp_path, env):
     bad = tmp_path / "bad.toml"
     bad.write_text('[sources.x]\nkind = "htx"\naccount_id = "1"\nauth = "none"\n')
-    result = _hookledger("web", "--port", "1", env={**env, "HOOKLEDGER_CONFIG": str(bad)})
+    result = hookledger({**env, "HOOKLEDGER_CONFIG": str(bad)}, "web", "--port", "1")
     assert result.returncode == 2
     assert "sources.x: Value error, auth = 'none' requires allow_ips" in result.stderr
 
 
 def test_sample_requests_are_signed_for_the_configured_source(env):
-    result = _hookledger("sample", "--source", "htx-main", env=env)
+    result = hookledger(env, "sample", "--source", "htx-main")
     assert result.returncode == 0
     assert "X-Signature: " in result.stdout
 

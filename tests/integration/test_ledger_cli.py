@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -14,17 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import run_jobs
-from tests.support import fixture_json, htx_update, post_htx, post_pp, post_trx
-
-
-def hookledger(env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support import fixture_json, hookledger, htx_update, post_htx, post_pp, post_trx
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -16,20 +14,10 @@ from app.main import create_app
 from app.store.models import EventAction, InboundEvent, JournalEntry
 from app.store.verify import verify
 from tests.conftest import run_jobs
-from tests.support import count, event, htx_update, post_htx
+from tests.support import count, event, hookledger, htx_update, post_htx
 from workers.sweeper import sweep_once
 
 ADMIN = "test-admin-token"
-
-
-def hookledger(env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env={**env, "HOOKLEDGER_ACTOR": "ops-test"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import signal as sig
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -20,7 +18,7 @@ from app.store.models import Signal, SignalAttempt
 from tests.conftest import run_jobs
 from tests.counterparts import FourPass, Receiver, Served
 from tests.processes import spawn, stop, wait_until
-from tests.support import fixture_json, htx_update, post_htx, post_pp, post_trx
+from tests.support import fixture_json, hookledger, htx_update, post_htx, post_pp, post_trx
 from workers.sweeper import sweep_once
 
 WH_SECRET = "whsec_" + base64.b64encode(b"treasury-receiver-key-0000000000").decode()
@@ -134,13 +132,7 @@ def test_redelivery_and_replay_never_fire_a_rule_twice(client, runtime, env, fou
     first = post_htx(client, FILLED).json()["event_id"]
     run_jobs(runtime)
     post_htx(client, FILLED)
-    out = subprocess.run(
-        [sys.executable, "-m", "app.cli", "dlq", "replay", first],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = hookledger(env, "dlq", "replay", first)
     assert "already_applied" in out.stdout
     drain(runtime)
     assert len(fourpass.orders) == 1
@@ -177,32 +169,9 @@ def test_errors_past_the_last_retry_make_a_dead_signal_ops_can_replay(
     drain(runtime)
     [s] = signals(runtime)
     assert (s.status, s.attempts) == ("dead", 3)
-    listed = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "app.cli", "dlq", "list", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-    )
+    listed = json.loads(hookledger(env, "dlq", "list", "--json").stdout)
     assert [r["signal_id"] for r in listed if r["kind"] == "signal"] == [f"sig_{s.id}"]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "dlq",
-            "replay",
-            f"sig_{s.id}",
-            "--reason",
-            "4pass is back",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = hookledger(env, "dlq", "replay", f"sig_{s.id}", "--reason", "4pass is back")
     assert "requeued" in out.stdout
     drain(runtime)
     assert signals(runtime)[0].status == "delivered"
@@ -288,13 +257,7 @@ def test_a_private_address_is_refused_without_sending(client, runtime):
 
 def test_pause_holds_signals_and_resume_sends_them(client, runtime, env, fourpass):
     def cli(*args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "app.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
+        return hookledger(env, *args).stdout
 
     assert "paused" in cli("signals", "pause", "tw-futures", "--reason", "market halt")
     post_htx(client, FILLED)
