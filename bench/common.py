@@ -1,0 +1,116 @@
+"""Shared by the benchmarks: services, configs, processes. Everything runs on this machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from redis import Redis
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
+SECRET = "bench-secret"
+
+CONFIG = f"""
+[processing]
+queue = "hl-bench"
+stale_after_s = 3600
+sweep_interval_s = 3600
+
+[sources.htx-bench]
+kind = "htx"
+account_id = "1001"
+auth = "hmac-sha256"
+secrets = ["{SECRET}"]
+
+[sources.pp-bench]
+kind = "pingpong"
+account_id = "2002"
+auth = "token"
+secrets = ["{SECRET}"]
+
+[sources.trx-bench]
+kind = "trx-energy"
+account_id = "3003"
+auth = "token"
+secrets = ["{SECRET}"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fresh_database(kind: str, workdir: Path) -> str:
+    """A new, empty database for one run: ``sqlite`` or ``postgresql``."""
+    if kind == "sqlite":
+        path = workdir / "bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS hookledger_bench WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE hookledger_bench"))
+    admin.dispose()
+    return f"{PG_SERVER}/hookledger_bench"
+
+
+def flush_redis() -> None:
+    client = Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+
+
+def environment(database_url: str, workdir: Path) -> dict[str, str]:
+    config = workdir / "bench.toml"
+    config.write_text(CONFIG)
+    return {
+        **os.environ,
+        "HOOKLEDGER_CONFIG": str(config),
+        "HOOKLEDGER_DATABASE_URL": database_url,
+        "HOOKLEDGER_REDIS_URL": REDIS_URL,
+        "HOOKLEDGER_LOG_LEVEL": "WARNING",
+        "HOOKLEDGER_LOG_FORMAT": "json",
+    }
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_http(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+PYTHON = sys.executable
