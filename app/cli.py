@@ -293,7 +293,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging()  # logs go to stderr, so stdout stays clean for --json and exports
-    return int(args.func(args))
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        return int(args.func(args))
+    except (OperationalError, InterfaceError) as exc:
+        print(
+            f"hookledger: the database is unreachable: {exc.orig or exc}".splitlines()[0],
+            file=sys.stderr,
+        )
+        return 1
+    except RedisConnectionError as exc:
+        print(f"hookledger: Redis is unreachable: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

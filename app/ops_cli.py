@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import math
 import os
 import socket
 import sys
@@ -33,6 +34,22 @@ def _when(text: str) -> Any:
         return parse_when(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = float("nan")
+    if not math.isfinite(days) or not 0 < days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days between 0 and 36500")
+    return days
+
+
+def _positive(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 100000")
+    return int(text)
 
 
 def default_actor() -> str:
@@ -65,7 +82,7 @@ def add_parsers(sub: Any) -> None:
     verbs = events.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("list", help="list events, newest first")
     _filters(p, status=True)
-    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(ops_func=cmd_events_list)
     p = verbs.add_parser("show", help="one event: body, headers, attempts, actions, effects")
@@ -73,7 +90,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(ops_func=cmd_events_show)
     p = verbs.add_parser("prune", help="drop raw bodies of applied events older than N days")
-    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.add_argument("--older-than", type=_days, required=True, metavar="DAYS")
     p.add_argument("--dry-run", action="store_true", help="count only")
     p.set_defaults(ops_func=cmd_events_prune)
 
@@ -89,7 +106,7 @@ def _add_signal_parsers(sub: Any) -> None:
         "--status", choices=("pending", "sending", "retrying", "delivered", "dead", "discarded")
     )
     p.add_argument("--target")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=_positive, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(ops_func=cmd_signals_list)
     p = verbs.add_parser("show", help="one signal with its delivery log (JSON)")

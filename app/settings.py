@@ -203,6 +203,17 @@ class FileConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _jobs_outlast_sends(self) -> FileConfig:
+        for name, target in self.targets.items():
+            longest = target.connect_timeout_s + target.read_timeout_s
+            if longest + 5 >= self.processing.job_timeout_s:
+                raise ValueError(
+                    f"target {name!r}: connect_timeout_s + read_timeout_s ({longest:g}) plus 5 s "
+                    f"must stay under processing.job_timeout_s ({self.processing.job_timeout_s})"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _rules_point_somewhere(self) -> FileConfig:
         names: set[str] = set()
         for rule in self.rules:

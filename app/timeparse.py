@@ -14,15 +14,15 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     ``1763600000`` or ``2h`` (two hours ago). Raises ``ValueError`` naming the input."""
     text = text.strip()
     now = now or datetime.now(UTC)
-    if age := _AGE.fullmatch(text):
-        return now - timedelta(seconds=float(age.group(1)) * _UNITS[age.group(2)])
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text), UTC)
     try:
+        if age := _AGE.fullmatch(text):
+            return now - timedelta(seconds=float(age.group(1)) * _UNITS[age.group(2)])
+        if text.isascii() and text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
         raise ValueError(
-            f"{text!r} is not a time: use ISO 8601 (2026-11-20T10:00:00Z), Unix seconds "
-            "or an age such as 30m, 2h, 7d"
+            f"{text[:40]!r} is not a time we can use: ISO 8601 (2026-11-20T10:00:00Z), Unix "
+            "seconds, or an age such as 30m, 2h, 7d"
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -41,6 +41,7 @@ class Plan:
     body: bytes
     headers: dict[str, str]
     attempt: int
+    resend: bool  # these exact bytes went out before, without an answer
 
 
 def _lock(session: Session, signal_id: int) -> Signal | None:
@@ -84,6 +85,10 @@ def _claim(runtime: Runtime, signal_id: int) -> Plan | str:
             return "in_flight"
         if sig.status == "sending":
             sig.outcome_unknown = True  # the worker sending it died before it heard an answer
+        made = sig.attempts - sig.retry_base
+        if made > len(target.retry_delays_s):  # also here: an attempt may have died unrecorded
+            _finish(session, sig, now, "dead", _give_up(sig, made, sig.last_error))
+            return "dead"
         assert sig.id is not None
         payload = orjson.loads(sig.payload)
         if target.kind == "fourpass" and sig.outcome_unknown and sig.body is not None:
@@ -100,14 +105,16 @@ def _claim(runtime: Runtime, signal_id: int) -> Plan | str:
                 return "dead"
             url, _, headers = build(target, payload, signal_id=sig.id, now=sig.body_stamp)
             body = sig.body  # the very bytes sent before: the counterpart's 409 dedupes them
+            resend = True
         else:
             url, body, headers = build(target, payload, signal_id=sig.id, now=now)
             sig.body, sig.body_stamp = body, now
+            resend = False
         sig.status = "sending"
         sig.sending_since = now
         sig.attempts += 1
         session.add(sig)
-        return Plan(target, url, body, headers, sig.attempts)
+        return Plan(target, url, body, headers, sig.attempts, resend)
 
 
 def _finish(session: Session, sig: Signal, now: datetime, status: str, error: str | None) -> None:
@@ -119,6 +126,11 @@ def _finish(session: Session, sig: Signal, now: datetime, status: str, error: st
         sig.delivered_at = now
         sig.outcome_unknown = False
     session.add(sig)
+
+
+def _give_up(sig: Signal, made: int, error: str | None) -> str:
+    prefix = "outcome unknown: " if sig.outcome_unknown else ""
+    return f"{prefix}gave up after {made} attempts; last: {error}"
 
 
 def deliver_signal(signal_id: int) -> str:
@@ -142,10 +154,12 @@ def deliver_signal(signal_id: int) -> str:
             verdict = judge(plan.target, reply.status)
         except net.BlockedTarget as exc:
             verdict, error = Verdict.DEAD, f"refused: {exc}"
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            verdict, error = Verdict.RETRY, f"{type(exc).__name__}: nothing was sent"
+        except (net.Unresolvable, httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            verdict, error = Verdict.RETRY, f"{type(exc).__name__}: nothing was sent ({exc})"
         except httpx.HTTPError as exc:  # read timeout, dropped connection: it may have arrived
             verdict, error = Verdict.UNKNOWN, f"{type(exc).__name__}: no answer"
+        except Exception as exc:  # noqa: BLE001 - recorded and counted, so it cannot loop forever
+            verdict, error = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"[:300]
         status = _settle(runtime, signal_id, plan, verdict, reply=reply, error=error)
         log.info(
             "signal.attempt",
@@ -191,15 +205,29 @@ def _settle(
         if verdict is Verdict.DEAD:
             _finish(session, sig, now, "dead", error)
             return "dead"
+        if verdict is Verdict.RETRY_FRESH and plan.resend:
+            # A 401 to a resend proves nothing about the first send (4pass checks the timestamp
+            # before duplicates): it may have placed the order. Never send a fresh body now.
+            _finish(
+                session,
+                sig,
+                now,
+                "dead",
+                f"outcome unknown: the resend got {error}; "
+                "check the target, then replay or discard",
+            )
+            return "dead"
         if verdict is Verdict.UNKNOWN:
             sig.outcome_unknown = True
         elif verdict is Verdict.RETRY_FRESH:
-            sig.outcome_unknown = False  # 401: refused, so a fresh timestamp cannot act twice
+            sig.outcome_unknown = (
+                False  # 401 to a first send: refused, a fresh one cannot act twice
+            )
         # RETRY (an error answer, or nothing sent) leaves an earlier unknown outcome standing.
         delays = plan.target.retry_delays_s
         made = sig.attempts - sig.retry_base
         if made > len(delays):
-            _finish(session, sig, now, "dead", f"gave up after {made} attempts; last: {error}")
+            _finish(session, sig, now, "dead", _give_up(sig, made, error))
             return "dead"
         # After a 401 the next send takes a new timestamp; timestamps have whole seconds, so
         # wait for the next one, or the "fresh" body could be byte-for-byte the refused one.

@@ -41,6 +41,7 @@ def process_event(event_id: str) -> str:
     """Apply stored event ``event_id``; return its status afterwards."""
     runtime = get_runtime()
     started = utcnow()
+    _forget_outage_note()
     with structlog.contextvars.bound_contextvars(event_id=event_id):
         try:
             status = _apply_once(runtime, event_id, started)
@@ -118,6 +119,14 @@ class DatabaseUnreachable(Exception):
     """The job could neither apply its event nor record the failure."""
 
 
+def _forget_outage_note() -> None:
+    """Each attempt starts clean: the sweep makes an event dead for an outage only if the
+    job's *last* attempt could not reach the database (not if a worker died after it)."""
+    job = get_current_job()
+    if job is not None and job.meta.pop("db_unavailable", None) is not None:
+        job.save_meta()
+
+
 def _note_on_job(error: str) -> None:
     job = get_current_job()
     if job is None:
@@ -128,14 +137,23 @@ def _note_on_job(error: str) -> None:
     job.save_meta()
 
 
-def mark_dead_after_outage(runtime: Runtime, event_id: str, *, error: str, attempts: int) -> bool:
+def mark_dead_after_outage(
+    runtime: Runtime, event_id: str, *, error: str, attempts: int, job_enqueued_at: datetime | None
+) -> bool:
     """Make a still-pending event dead after RQ gave up on it during a database outage.
 
-    Returns False when the event is already final (nothing to do)."""
+    Returns False when the event is final, or was queued again (a replay, the sweep) after the
+    failed job was: that newer job decides, not the old one."""
     with Session(runtime.engine) as session, session.begin():
         row = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
             return False
+        if job_enqueued_at is not None and row.enqueued_at is not None:
+            queued = (
+                job_enqueued_at if job_enqueued_at.tzinfo else job_enqueued_at.replace(tzinfo=UTC)
+            )
+            if row.enqueued_at > queued:
+                return False
         now = utcnow()
         row.attempts += attempts
         row.status = "dead"

@@ -24,7 +24,7 @@ from app.store import events as event_store
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
-from app.store.models import LedgerPosting, Signal
+from app.store.models import InboundEvent, LedgerPosting, Signal
 from workers.apply import Context, apply_event
 from workers.jobs import utcnow
 from workers.runtime import Runtime
@@ -48,8 +48,35 @@ class Outcome:
         return data
 
 
+def _refused(
+    runtime: Runtime, name: str, action: str, exc: ops.OpsError, *, actor: str, reason: str | None
+) -> None:
+    """Record a refusal in a transaction of its own (the refused one was rolled back)."""
+    note = f"{reason + ' ' if reason else ''}[refused: {exc.message}]"
+    signal_id = signal_store.parse_signal_id(name)
+    with Session(runtime.engine) as session, session.begin():
+        if signal_id is not None:
+            signal_store.record_refusal(
+                session, signal_id, f"signal_{action}", actor=actor, reason=note, now=utcnow()
+            )
+        elif session.get(InboundEvent, name) is not None:
+            ops.record_action(
+                session, name, action, "refused", actor=actor, reason=note, now=utcnow()
+            )
+
+
 def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -> Outcome:
-    """Replay one event (or ``sig_N`` signal). Raises ``ops.OpsError`` (404, 409 pruned)."""
+    """Replay one event (or ``sig_N`` signal). Raises ``ops.OpsError`` (404, 409 refused);
+    a refusal is recorded too."""
+    try:
+        return _replay(runtime, event_id, actor=actor, reason=reason)
+    except ops.OpsError as exc:
+        if exc.status == 409:
+            _refused(runtime, event_id, "replay", exc, actor=actor, reason=reason)
+        raise
+
+
+def _replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -> Outcome:
     signal_id = signal_store.parse_signal_id(event_id)
     if signal_id is not None:
         with Session(runtime.engine) as session, session.begin():
@@ -74,13 +101,18 @@ def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -
 def discard(runtime: Runtime, event_id: str, *, actor: str, reason: str) -> Outcome:
     """Discard one event that is not applied (or a ``sig_N`` signal not delivered)."""
     signal_id = signal_store.parse_signal_id(event_id)
-    with Session(runtime.engine) as session, session.begin():
-        if signal_id is not None:
-            outcome = signal_store.discard(
-                session, signal_id, actor=actor, reason=reason, now=utcnow()
-            )
-        else:
-            outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
+    try:
+        with Session(runtime.engine) as session, session.begin():
+            if signal_id is not None:
+                outcome = signal_store.discard(
+                    session, signal_id, actor=actor, reason=reason, now=utcnow()
+                )
+            else:
+                outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
+    except ops.OpsError as exc:
+        if exc.status == 409:
+            _refused(runtime, event_id, "discard", exc, actor=actor, reason=reason)
+        raise
     log.info("event.discarded", event_id=event_id, actor=actor)
     return Outcome(event_id, outcome)
 
@@ -174,4 +206,6 @@ def dead_letter_ids(runtime: Runtime, flt: ops.EventFilter) -> list[str]:
             until=flt.until,
             limit=100_000,
         )
-    return events + [f"sig_{s.id}" for s in reversed(signals)]
+    # A signal whose earlier send may have been acted on is replayed only when named by id,
+    # after a person has checked the target: a bulk replay must not place a second order.
+    return events + [f"sig_{s.id}" for s in reversed(signals) if not s.outcome_unknown]

@@ -116,9 +116,13 @@ def _settle_failed_jobs(runtime: Runtime) -> tuple[list[str], int]:
         if job.meta.get("db_unavailable") and not job.retries_left:
             error = str(job.meta.get("error", "database unavailable"))
             attempts = int(job.meta.get("attempts", 1))
-            if mark_dead_after_outage(runtime, event_id, error=error, attempts=attempts):
+            marked = mark_dead_after_outage(
+                runtime, event_id, error=error, attempts=attempts, job_enqueued_at=job.enqueued_at
+            )
+            if marked:
                 dead.append(event_id)
-            registry.remove(job_name, delete_job=True)
+            # Only the job we judged is deleted; a newer job under this id is left alone.
+            registry.remove(job_name, delete_job=marked)
     return dead, cleared
 
 

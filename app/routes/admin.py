@@ -7,6 +7,7 @@ configured token every call is refused (401). Errors are ``{"error", "message"}`
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,17 @@ from workers import replay as service
 from workers.runtime import Runtime
 
 MAX_LIMIT = 500
+_LIMIT = re.compile(r"[0-9]{1,4}")
+_ID = re.compile(r"(evt|sig)_[0-9a-f]{1,40}")
+
+
+def _path_id(request: Request) -> str:
+    value: str = request.path_params["event_id"]
+    if not _ID.fullmatch(value):
+        raise AdminError(404, "not_found", "no such event or signal")
+    return value
+
+
 _MAX_BODY = 16_384
 
 
@@ -67,9 +79,13 @@ def admin(
     return endpoint
 
 
-def _when(raw: str | None, name: str) -> Any:
-    if not raw:
+def _when(raw: object, name: str) -> Any:
+    if raw is None or raw == "":
         return None
+    if not isinstance(raw, str):
+        raise AdminError(
+            400, "bad_request", f"{name} must be a string (ISO 8601, Unix seconds, 2h)"
+        )
     try:
         return parse_when(raw)
     except ValueError as exc:
@@ -102,7 +118,7 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
     if unknown:
         raise AdminError(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
     raw_limit = q.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise AdminError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}")
     limit = int(raw_limit)
     flt = ops.EventFilter(
@@ -112,6 +128,8 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
         until=_when(q.get("until"), "until"),
     )
     cursor = q.get("cursor") or None
+    if cursor is not None and not _ID.fullmatch(cursor):
+        raise AdminError(400, "bad_request", "cursor must be a next_cursor value")
 
     def query() -> list[dict[str, Any]]:
         with Session(read_only(runtime.engine)) as session:
@@ -126,7 +144,7 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
 
 @admin
 async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[str, Any]:
-    event_id = request.path_params["event_id"]
+    event_id = _path_id(request)
     signal_id = signal_store.parse_signal_id(event_id)
 
     def query() -> dict[str, Any]:
@@ -148,8 +166,10 @@ async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[st
 @admin
 async def replay_event(request: Request, runtime: Runtime, actor: str) -> dict[str, Any]:
     body = await _json_body(request)
-    event_id = request.path_params["event_id"]
+    event_id = _path_id(request)
     reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise AdminError(400, "bad_request", "reason must be a string")
     outcome = await _in_thread(
         lambda: service.replay(runtime, event_id, actor=actor, reason=reason)
     )
@@ -163,7 +183,7 @@ async def discard_event(request: Request, runtime: Runtime, actor: str) -> dict[
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise AdminError(400, "bad_request", 'a discard needs {"reason": "..."}')
-    event_id = request.path_params["event_id"]
+    event_id = _path_id(request)
     outcome = await _in_thread(
         lambda: service.discard(runtime, event_id, actor=actor, reason=reason)
     )
@@ -180,6 +200,9 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise AdminError(400, "bad_request", "dry_run must be true or false")
+    for name in ("source", "reason"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise AdminError(400, "bad_request", f"{name} must be a string")
     flt = ops.EventFilter(
         source=body.get("source") or None,
         since=_when(body.get("since"), "since"),

@@ -20,10 +20,20 @@ import httpx
 
 MAX_REDIRECTS = 3
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_SIIT = ipaddress.ip_network("::ffff:0:0:0/96")
+_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_TUNNELS = (ipaddress.ip_network("2002::/16"), ipaddress.ip_network("2001::/32"))  # 6to4, Teredo
+_IETF_V4 = ipaddress.ip_network("192.0.0.0/24")
 
 
 class BlockedTarget(Exception):
-    """The target resolves to an address it may not reach, or cannot be resolved."""
+    """The target may not be reached: a non-public address, a bad URL or redirect."""
+
+
+class Unresolvable(Exception):
+    """The host name did not resolve (maybe for now): retryable, nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +55,14 @@ def _unwrap(
 
 
 def is_public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Only plainly global unicast: IPv6 must be in 2000::/3 and not a tunnel (6to4, Teredo)
+    that embeds some other address; is_global alone lets several such forms through."""
     plain = _unwrap(addr)
+    if isinstance(plain, ipaddress.IPv6Address):
+        if plain not in _GLOBAL_UNICAST or any(plain in net for net in _TUNNELS):
+            return False
+    elif plain in _IETF_V4:
+        return False
     return plain.is_global and not plain.is_multicast  # is_global counts some multicast
 
 
@@ -53,8 +70,10 @@ def resolve(host: str, port: int, *, allow_private: bool) -> str:
     """Return an address of ``host`` to connect to; raise ``BlockedTarget`` if any is not public."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise BlockedTarget(f"cannot resolve {host!r}: {exc}") from exc
+    except UnicodeError as exc:
+        raise BlockedTarget(f"bad host name {host!r}") from exc
+    except OSError as exc:  # socket.gaierror, including EAI_AGAIN: a DNS blip is retryable
+        raise Unresolvable(f"cannot resolve {host!r}: {exc}") from exc
     addrs = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addrs:
         raise BlockedTarget(f"{host!r} has no address")
@@ -77,12 +96,22 @@ def post(
     """POST ``body`` to ``url`` under the guard. Raises ``BlockedTarget`` or ``httpx.HTTPError``."""
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     started = time.monotonic()
+    first = None
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise BlockedTarget(f"not an http(s) URL: {url[:200]}")
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError as exc:
+                raise BlockedTarget(f"bad port in {url[:200]}") from exc
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+                raise BlockedTarget(f"not a plain http(s) URL: {url[:200]}")
+            if first is None:
+                first = parts
+            elif (parts.scheme, parts.hostname) != (first.scheme, first.hostname):
+                # The body carries a secret (4pass) or a signature: never hand it to another
+                # origin, nor downgrade https to http.
+                raise BlockedTarget(f"redirect to another origin refused: {url[:200]}")
             ip = resolve(parts.hostname, port, allow_private=allow_private)
             literal = f"[{ip}]" if ":" in ip else ip
             pinned = urlunsplit(

@@ -224,7 +224,6 @@ def replay(
         )
         return "already_applied"
     if row.body_pruned_at is not None:
-        record_action(session, event_id, "replay", "refused", actor=actor, reason=reason, now=now)
         raise OpsError(409, f"event {event_id} cannot be replayed: its raw body was pruned")
     row.status = "received"
     row.retry_base = row.attempts

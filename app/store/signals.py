@@ -166,6 +166,16 @@ def replay(
             session, sig, "signal_replay", "already_applied", actor=actor, reason=reason, now=now
         )
         return "already_applied"
+    if sig.status == "sending":
+        # A fresh body now could act a second time if the send in flight lands: wait for it
+        # (the sweeper settles an abandoned send within its timeouts plus a few seconds).
+        raise OpsError(409, f"sig_{signal_id} is being sent right now; replay it once that settles")
+    if sig.outcome_unknown and sig.status != "dead":
+        raise OpsError(
+            409,
+            f"sig_{signal_id} may already have been acted on and is still being resolved "
+            "(its unanswered body is being resent); replay it if it ends dead",
+        )
     sig.status = "pending"
     sig.retry_base = sig.attempts
     sig.outcome_unknown = False  # ops checked the target: a fresh send is what they ask for
@@ -179,12 +189,25 @@ def replay(
     return "requeued"
 
 
+def record_refusal(
+    session: Session, signal_id: int, action: str, *, actor: str, reason: str, now: datetime
+) -> None:
+    """Record a refused replay or discard of a signal (in its own transaction)."""
+    sig = session.get(Signal, signal_id)
+    if sig is not None:
+        _audit(session, sig, action, "refused", actor=actor, reason=reason, now=now)
+
+
 def discard(session: Session, signal_id: int, *, actor: str, reason: str, now: datetime) -> str:
     if not reason.strip():
         raise OpsError(400, "a discard needs a reason")
     sig = _lock(session, signal_id)
     if sig.status == "delivered":
         raise OpsError(409, f"sig_{signal_id} was delivered; nothing to discard")
+    if sig.status == "sending":
+        raise OpsError(
+            409, f"sig_{signal_id} is being sent right now; discard it once that settles"
+        )
     sig.status = "discarded"
     sig.next_attempt_at = None
     session.add(sig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -180,13 +181,14 @@ def test_prune_drops_bodies_but_keeps_provenance(client, runtime, env):
     event_id = post_htx(client, htx_update(8, "filled", "1", "1", "0")).json()["event_id"]
     run_jobs(runtime)
     before = event(runtime.engine, event_id)
+    time.sleep(1.0)  # 0.00001 days is under a second
     assert (
         "would prune the raw bodies of 1"
-        in hookledger(env, "events", "prune", "--older-than", "-1", "--dry-run").stdout
+        in hookledger(env, "events", "prune", "--older-than", "0.00001", "--dry-run").stdout
     )
     assert (
         "pruned the raw bodies of 1"
-        in hookledger(env, "events", "prune", "--older-than", "-1").stdout
+        in hookledger(env, "events", "prune", "--older-than", "0.00001").stdout
     )
     after = event(runtime.engine, event_id)
     assert after.body == b""
@@ -344,3 +346,87 @@ def test_database_outage_outlasting_retries_makes_dead_letters_then_replay_appli
         report = verify(session, runtime.settings.file.ledger.quote_currencies)
     assert report.ok, report.breaches
     assert count(runtime.engine, InboundEvent, InboundEvent.status == "dead") == 0
+
+
+def test_refusals_are_recorded_too(client, runtime, env):
+    event_id = post_htx(client, htx_update(9, "filled", "1", "1", "0")).json()["event_id"]
+    run_jobs(runtime)
+    assert hookledger(env, "dlq", "discard", event_id, "--reason", "wrong account").returncode == 1
+    with Session(runtime.engine) as session:
+        action = session.execute(
+            select(EventAction).where(col(EventAction.event_id) == event_id)
+        ).scalar_one()
+    assert (action.action, action.outcome, action.actor) == ("discard", "refused", "ops-test")
+    assert "wrong account" in (action.reason or "")
+    assert "nothing to discard" in (action.reason or "")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"source": 5},
+        {"since": 1700000000},
+        {"dry_run": "yes"},
+        {"reason": ["x"]},
+        {"colour": "red"},
+        [1, 2],
+    ],
+)
+def test_admin_bulk_replay_refuses_wrong_types(admin_client, body):
+    response = admin_client.post("/admin/dead-letters/replay", json=body, headers=auth())
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+
+
+def test_admin_replay_refuses_bad_json(admin_client):
+    response = admin_client.post("/admin/events/evt_x/replay", content=b"{nope", headers=auth())
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/events?limit=%C2%B2",
+        "/admin/events?since=99999999999d",
+        "/admin/events?since=0001-01-01T00:00:00%2B01:00",
+        "/admin/events?cursor=evt_%00x",
+    ],
+)
+def test_admin_listing_refuses_odd_input_without_5xx(admin_client, url):
+    assert admin_client.get(url, headers=auth()).status_code == 400
+
+
+def test_admin_replay_and_show_refuse_odd_ids_and_reasons(admin_client):
+    assert admin_client.get("/admin/events/evt_%00", headers=auth()).status_code == 404
+    assert (
+        admin_client.post(
+            "/admin/events/evt_0/replay", json={"reason": {"a": 1}}, headers=auth()
+        ).status_code
+        == 400
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["events", "prune", "--older-than", "-1"],
+        ["events", "prune", "--older-than", "nan"],
+        ["events", "list", "--since", "99999999999d"],
+        ["signals", "list", "--limit", "-1"],
+    ],
+)
+def test_cli_refuses_odd_arguments_with_usage_errors(env, args):
+    result = hookledger(env, *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_names_an_unreachable_database(env):
+    result = hookledger(
+        {**env, "HOOKLEDGER_DATABASE_URL": "postgresql+psycopg://root@127.0.0.1:1/x"},
+        "events",
+        "list",
+    )
+    assert result.returncode == 1
+    assert "the database is unreachable" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -115,7 +115,8 @@ def test_a_redirect_to_an_internal_address_is_refused(monkeypatch):
     # This loopback server stands in for a public host; every other address is judged as usual.
     monkeypatch.setattr(net, "is_public", lambda a: str(a) == "127.0.0.1" or real(a))
     app = Starlette(routes=[Route("/", bounce, methods=["POST"])])
-    refused = pytest.raises(net.BlockedTarget, match=r"169\.254\.169\.254.*non-public address")
+    # Refused twice over: another origin, and (were it the same host name) a non-public address.
+    refused = pytest.raises(net.BlockedTarget, match=r"another origin.*169\.254\.169\.254")
     with Served(app) as served, refused:
         net.post(
             served.url + "/", b"{}", {}, connect_timeout_s=1, read_timeout_s=1, allow_private=False
@@ -176,3 +177,50 @@ def test_webhook_request_verifies_with_the_reference_library():
 def test_what_each_answer_means(status, fourpass, webhook):
     assert judge(FOURPASS, status) is fourpass
     assert judge(WEBHOOK, status) is webhook
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 of 169.254.169.254
+        "::169.254.169.254",  # IPv4-compatible
+        "::ffff:0:a9fe:a9fe",  # SIIT
+        "2002:a9fe:a9fe::1",  # 6to4
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "fec0::1",  # site-local
+        "192.0.0.8",
+    ],
+)
+def test_ipv6_forms_that_embed_an_inside_address_are_refused(address):
+    assert net.is_public(ipaddress.ip_address(address)) is False
+
+
+def test_a_name_that_does_not_resolve_is_retryable_not_refused():
+    with pytest.raises(net.Unresolvable):
+        net.resolve("no-such-host.invalid", 443, allow_private=False)
+
+
+def test_bad_redirects_are_refused_not_crashes():
+    async def bounce(request: Request) -> Response:
+        where = {
+            "port": "http://127.0.0.1:99999/",
+            "origin": "http://localhost:1/x",
+            "user": "http://u:p@127.0.0.1/",
+        }
+        return Response(status_code=307, headers={"location": where[request.query_params["to"]]})
+
+    with Served(Starlette(routes=[Route("/", bounce, methods=["POST"])])) as served:
+        for to, message in (
+            ("port", "bad port"),
+            ("origin", "another origin"),
+            ("user", "plain http"),
+        ):
+            with pytest.raises(net.BlockedTarget, match=message):
+                net.post(
+                    f"{served.url}/?to={to}",
+                    b"{}",
+                    {},
+                    connect_timeout_s=1,
+                    read_timeout_s=1,
+                    allow_private=True,
+                )

@@ -295,3 +295,48 @@ def test_rule_and_target_mistakes_stop_start_up():
     )
     with pytest.raises(ConfigError, match=r"unknown event 'order\.exploded'"):
         parse_config(unknown, {})
+
+
+def test_a_signal_being_sent_cannot_be_replayed_or_discarded(client, runtime, env, fourpass):
+    fourpass.forced.append(503)
+    post_htx(client, FILLED)
+    run_jobs(runtime)
+    [s] = signals(runtime)
+    with Session(runtime.engine) as session, session.begin():
+        row = session.get(Signal, s.id)
+        row.status = "sending"  # as a worker holds it while 4pass has not answered yet
+    for verb in (
+        ["dlq", "replay", f"sig_{s.id}"],
+        ["dlq", "discard", f"sig_{s.id}", "--reason", "x"],
+    ):
+        result = hookledger(env, *verb)
+        assert result.returncode == 1
+        assert "being sent right now" in result.stdout + result.stderr
+    assert len(fourpass.orders) == 0
+
+
+def test_a_401_to_a_resend_never_leads_to_a_fresh_body(client, runtime, env, fourpass):
+    # 4pass checks timestamps before duplicates: a resend of a body it already took can get 401.
+    fourpass.delay_s = 2.5  # the first send lands, but its answer comes after the 1 s timeout
+    post_htx(client, FILLED)
+    run_jobs(runtime)
+    fourpass.delay_s = 0
+    fourpass.forced.append(401)  # the resend is refused
+    drain(runtime)
+    [s] = signals(runtime)
+    assert s.status == "dead"
+    assert (s.last_error or "").startswith("outcome unknown")
+    assert attempts(runtime, s.id) == [(None, "unknown"), (401, "retry_fresh")]
+    assert len(fourpass.orders) == 1
+
+    bulk = hookledger(env, "dlq", "replay", "--all")
+    assert "replayed 0 of 0" in bulk.stdout  # never in a bulk replay: a person must check first
+    drain(runtime)
+    assert len(fourpass.orders) == 1
+    named = hookledger(
+        env, "dlq", "replay", f"sig_{s.id}", "--reason", "checked: 4pass has no order"
+    )
+    assert "requeued" in named.stdout
+    drain(runtime)
+    assert signals(runtime)[0].status == "delivered"
+    assert len(fourpass.orders) == 2  # what the person asked for after checking

@@ -361,3 +361,12 @@ def test_load_settings_errors_name_the_file(tmp_path: Path) -> None:
         load_settings({"HOOKLEDGER_CONFIG": str(path)})
     assert str(path) in str(info.value)
     assert "server.max_body: unknown key" in str(info.value)
+
+
+def test_targets_must_answer_within_a_job() -> None:
+    text = (
+        "[processing]\njob_timeout_s = 20\n"
+        '[targets.slow]\nkind = "fourpass"\nurl = "https://x.example/o"\nconnect_timeout_s = 5\nread_timeout_s = 15\n'
+    )
+    with pytest.raises(ConfigError, match=r"target 'slow'.*job_timeout_s \(20\)"):
+        parse_config(text, {})
