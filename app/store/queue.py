@@ -59,40 +59,30 @@ class EventQueue:
     def enqueue(self, event_id: str, *, again: bool = False) -> None:
         """Queue the job of ``event_id``; ``again`` also clears an earlier failed job of it.
         Raises redis errors to the caller."""
-        if again:
-            self.failed.remove(job_id(event_id))
-        self.queue.enqueue_call(
-            PROCESS_EVENT,
-            args=(event_id,),
-            job_id=job_id(event_id),
-            timeout=self._timeout_s,
-            result_ttl=0,
-            failure_ttl=FAILURE_TTL_S,
-            description=f"process {event_id}",
-            retry=self._retry,
-        )
+        self._enqueue(PROCESS_EVENT, event_id, job_id(event_id), retry=self._retry, again=again)
 
     def enqueue_signal(self, signal_id: int) -> None:
         """Queue the delivery job of a signal (same queue, so the same workers deliver)."""
-        self.failed.remove(signal_job_id(signal_id))
+        self._enqueue(DELIVER_SIGNAL, signal_id, signal_job_id(signal_id), retry=None, again=True)
+
+    def _enqueue(
+        self, func: str, arg: str | int, name: str, *, retry: Retry | None, again: bool
+    ) -> None:
+        if again:
+            self.failed.remove(name)
         self.queue.enqueue_call(
-            DELIVER_SIGNAL,
-            args=(signal_id,),
-            job_id=signal_job_id(signal_id),
+            func,
+            args=(arg,),
+            job_id=name,
             timeout=self._timeout_s,
             result_ttl=0,
             failure_ttl=FAILURE_TTL_S,
-            description=f"deliver signal {signal_id}",
+            description=f"{func.rsplit('.', 1)[-1]} {arg}",
+            retry=retry,
         )
 
     def signal_waiting(self, signal_id: int) -> bool:
-        try:
-            job = Job.fetch(
-                signal_job_id(signal_id), connection=self.connection, serializer=JSONSerializer
-            )
-        except NoSuchJobError:
-            return False
-        return job.get_status(refresh=False) in WAITING
+        return self._waiting(signal_job_id(signal_id))
 
     def move_scheduled(self) -> int:
         """Put RQ retries whose time has come back into the queue (what RQ's scheduler does,
@@ -110,14 +100,18 @@ class EventQueue:
             scheduler.release_locks()
 
     def fetch(self, event_id: str) -> Job | None:
+        return self._fetch(job_id(event_id))
+
+    def _fetch(self, name: str) -> Job | None:
         try:
-            return Job.fetch(
-                job_id(event_id), connection=self.connection, serializer=JSONSerializer
-            )
+            return Job.fetch(name, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return None
 
     def waiting(self, event_id: str) -> bool:
         """True when the event's job exists and still waits (queued, deferred or scheduled)."""
-        job = self.fetch(event_id)
+        return self._waiting(job_id(event_id))
+
+    def _waiting(self, name: str) -> bool:
+        job = self._fetch(name)
         return job is not None and job.get_status(refresh=False) in WAITING
