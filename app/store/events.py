@@ -125,11 +125,3 @@ def mark_enqueued(session: Session, event_ids: list[str], *, now: datetime) -> N
         .where(InboundEvent.status.in_(PENDING))  # type: ignore[attr-defined]
         .values(enqueued_at=now, next_attempt_at=None)
     )
-
-
-def count_by_status(session: Session) -> dict[str, int]:
-    """Return how many events are in each status."""
-    rows = session.execute(
-        select(InboundEvent.status, func.count()).group_by(InboundEvent.status)  # type: ignore[call-overload]
-    )
-    return {status: count for status, count in rows}
