@@ -12,6 +12,7 @@ Outages, decided here and documented in the README:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from app.domain.sources.base import ParsedEvent
 from app.settings import SourceConfig
 from app.store import events as event_store
 from app.store.dedupe import Dedupe
-from app.store.models import InboundEvent
+from app.store.models import InboundEvent, instance_id
 from app.store.queue import EventQueue
 
 log = structlog.get_logger(__name__)
@@ -111,6 +112,9 @@ class Ingestor:
         or ``Unavailable``; returns whether it was a first receipt or a duplicate."""
         parsed = parse_event(source.kind, body, media)
         event_id = event_store.new_event_id(now)
+        if self._dedupe.namespace is None:
+            with contextlib.suppress(SQLAlchemyError):  # database down: the store below says 503
+                self._dedupe.namespace = await to_thread.run_sync(instance_id, self._engine)
         claim = await self._dedupe.claim(source_name, parsed.idempotency_key, event_id)
         if claim.known_id is not None:
             return Outcome("duplicate", claim.known_id)

@@ -1,6 +1,8 @@
 """The Redis fast path of deduplication.
 
-Key ``hl:dd:{source}:{sha256(idempotency key)}``. A first receipt claims the key with
+Key ``hl:dd:{database instance id}:{source}:{sha256(idempotency key)}``: the instance id names the
+database the remembered ids live in, so a fresh or recreated database (same URL or not) never
+trusts what Redis remembers of another one. A first receipt claims the key with
 ``SET NX`` and a *pending* marker (``p:<event id>``, short TTL); once the event is committed in
 SQL the value becomes the event id itself (TTL ``dedupe_ttl_s``). A later delivery that finds a
 committed id answers ``duplicate`` without touching SQL. A pending marker, a missing key
@@ -29,9 +31,9 @@ return redis.call('GET', KEYS[1])
 """
 
 
-def dedupe_key(source: str, idempotency_key: str) -> str:
+def dedupe_key(namespace: str, source: str, idempotency_key: str) -> str:
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
-    return f"hl:dd:{source}:{digest}"
+    return f"hl:dd:{namespace}:{source}:{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +48,15 @@ class Dedupe:
     def __init__(self, client: aioredis.Redis, *, ttl_s: int) -> None:
         self._client = client
         self._ttl_s = ttl_s
+        # The database's instance id; until it is known the fast path is skipped (SQL decides).
+        self.namespace: str | None = None
         self._claim = client.register_script(_CLAIM)
 
     async def claim(self, source: str, idempotency_key: str, event_id: str) -> Claim:
         """Claim the key for ``event_id``; report a committed id if one is already there."""
-        key = dedupe_key(source, idempotency_key)
+        if self.namespace is None:
+            return Claim(None, False)
+        key = dedupe_key(self.namespace, source, idempotency_key)
         try:
             existing = await self._claim(keys=[key], args=[f"p:{event_id}", PENDING_TTL_S])
         except (RedisError, OSError) as exc:
@@ -63,14 +69,20 @@ class Dedupe:
 
     async def remember(self, source: str, idempotency_key: str, event_id: str) -> None:
         """Record that (source, key) is committed as ``event_id``. Best effort."""
+        if self.namespace is None:
+            return
         try:
-            await self._client.set(dedupe_key(source, idempotency_key), event_id, ex=self._ttl_s)
+            await self._client.set(
+                dedupe_key(self.namespace, source, idempotency_key), event_id, ex=self._ttl_s
+            )
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
 
     async def release(self, source: str, idempotency_key: str, event_id: str) -> None:
         """Drop our pending claim after a failed store, so a retry is not slowed. Best effort."""
-        key = dedupe_key(source, idempotency_key)
+        if self.namespace is None:
+            return
+        key = dedupe_key(self.namespace, source, idempotency_key)
         try:
             if await self._client.get(key) == f"p:{event_id}".encode():
                 await self._client.delete(key)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 
@@ -22,11 +23,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
 from sqlmodel import Field, SQLModel
 
-from app.store.db import ExactDecimal
+from app.store.db import ExactDecimal, insert_ignore
 
 ZERO = Decimal(0)
 
@@ -356,6 +358,32 @@ class TargetState(SQLModel, table=True):
     changed_by: str = Field(max_length=128)
     reason: str | None = Field(default=None, sa_column=Column(Text))
     changed_at: datetime
+
+
+class LedgerMeta(SQLModel, table=True):
+    """Facts about this database itself; ``instance_id`` names it (see ``instance_id``)."""
+
+    __tablename__ = "hookledger_meta"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)
+
+
+def instance_id(engine: Engine) -> str:
+    """This database's id, made once when it is first used: Redis keys that vouch for rows in
+    it carry it, so a new or recreated database never trusts what Redis remembers of another."""
+    table = table_of(LedgerMeta)
+    with engine.begin() as conn:
+        conn.execute(
+            insert_ignore(
+                engine.dialect.name,
+                table,
+                {"key": "instance_id", "value": uuid.uuid4().hex},
+                ["key"],
+            )
+        )
+        value = conn.execute(select(table.c.value).where(table.c.key == "instance_id")).scalar_one()
+    return str(value)
 
 
 def table_of(model: type[SQLModel]) -> Table:

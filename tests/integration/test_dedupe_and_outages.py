@@ -80,3 +80,20 @@ def test_database_down_is_503_and_a_later_retry_is_accepted(settings, runtime, r
     # The failed attempt left no claim behind that could turn the retry into a "duplicate".
     assert retried.json()["status"] == "accepted"
     assert count(runtime.engine, InboundEvent) == 1
+
+
+def test_a_new_database_does_not_trust_what_redis_remembers_of_another(settings, runtime, tmp_path):
+    first = post_htx_via(settings, FILLED)
+    assert first["status"] == "accepted"
+    # Same Redis, a brand-new database (say ./var was deleted): nothing there is a duplicate.
+    fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/other.db"})
+    again = post_htx_via(fresh, FILLED)
+    assert again["status"] == "accepted"
+    assert again["event_id"] != first["event_id"]
+    # And within one database, Redis still answers duplicates.
+    assert post_htx_via(fresh, FILLED) == {"status": "duplicate", "event_id": again["event_id"]}
+
+
+def post_htx_via(settings, payload):
+    with TestClient(create_app(settings), client=("127.0.0.1", 1)) as client:
+        return post_htx(client, payload).json()
