@@ -12,11 +12,13 @@ Outages, decided here and documented in the README:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -33,8 +35,9 @@ from app.domain.sources.base import ParsedEvent
 from app.settings import SourceConfig
 from app.store import events as event_store
 from app.store.dedupe import Dedupe
-from app.store.models import InboundEvent, instance_id
-from app.store.queue import EventQueue
+from app.store.events import Receipt
+from app.store.models import instance_id
+from app.store.queue import EventQueue, batch_job_id
 
 log = structlog.get_logger(__name__)
 
@@ -83,8 +86,42 @@ class Outcome:
     event_id: str
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One receipt waiting for its batch: its row and the answer its request awaits."""
+
+    source: str
+    key: str  # the full idempotency key (Redis); the row holds the stored, bounded one
+    row: dict[str, Any]
+    answer: asyncio.Future[Outcome]
+
+    @property
+    def event_id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def sql_key(self) -> tuple[str, str]:
+        return self.source, str(self.row["idempotency_key"])
+
+    def resolve(self, outcome: Outcome | BaseException) -> None:
+        if self.answer.done():  # the request was cancelled (client gone); the work stands
+            return
+        if isinstance(outcome, BaseException):
+            self.answer.set_exception(outcome)
+        else:
+            self.answer.set_result(outcome)
+
+
 class Ingestor:
-    """Stores and queues parsed callbacks. Built once per web process, in the lifespan."""
+    """Stores and queues parsed callbacks. Built once per web process, in the lifespan.
+
+    Receipts are micro-batched: a request parks its row and awaits its answer; one flush at a
+    time takes everything parked (up to ``batch_size``) and, for the whole batch, makes one
+    Redis round trip to claim the keys, one SQL transaction with a multi-row insert, and one
+    Redis pipeline that remembers the ids and queues one processing job. Nothing waits for a
+    timer: a lone request is flushed at once, and under load each flush gathers what arrived
+    during the previous one. Every request still gets its answer only after its row committed.
+    """
 
     def __init__(
         self,
@@ -92,10 +129,14 @@ class Ingestor:
         engine: Engine,
         dedupe: Dedupe,
         queue: EventQueue,
+        batch_size: int = 200,
     ) -> None:
         self._engine = engine
         self._dedupe = dedupe
         self._queue = queue
+        self._batch_size = batch_size
+        self._parked: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def receive(
         self,
@@ -111,15 +152,8 @@ class Ingestor:
         """Parse and durably record a verified body. Raises ``BadRequest``, ``ValidationFailed``
         or ``Unavailable``; returns whether it was a first receipt or a duplicate."""
         parsed = parse_event(source.kind, body, media)
-        event_id = event_store.new_event_id(now)
-        if self._dedupe.namespace is None:
-            with contextlib.suppress(SQLAlchemyError):  # database down: the store below says 503
-                self._dedupe.namespace = await to_thread.run_sync(instance_id, self._engine)
-        claim = await self._dedupe.claim(source_name, parsed.idempotency_key, event_id)
-        if claim.known_id is not None:
-            return Outcome("duplicate", claim.known_id)
         row = _row(
-            event_id=event_id,
+            event_id=event_store.new_event_id(now),
             source_name=source_name,
             source=source,
             parsed=parsed,
@@ -129,29 +163,79 @@ class Ingestor:
             client_ip=client_ip,
             now=now,
         )
+        pending = _Pending(
+            source_name, parsed.idempotency_key, row, asyncio.get_running_loop().create_future()
+        )
+        self._parked.append(pending)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_parked())
+        return await pending.answer
+
+    async def _flush_parked(self) -> None:
         try:
-            receipt = await to_thread.run_sync(self._store, row)
+            while self._parked:
+                batch = self._parked[: self._batch_size]
+                del self._parked[: self._batch_size]
+                try:
+                    await self._flush(batch)
+                except Exception as exc:
+                    log.exception("ingest.flush_failed")
+                    for pending in batch:
+                        pending.resolve(Unavailable("the event could not be stored; retry later"))
+        finally:
+            self._flusher = None
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        if self._dedupe.namespace is None:
+            with contextlib.suppress(SQLAlchemyError):  # database down: the store below says 503
+                self._dedupe.namespace = await to_thread.run_sync(instance_id, self._engine)
+        claims = await self._dedupe.claim_many([(p.source, p.key, p.event_id) for p in batch])
+        todo: list[_Pending] = []
+        for pending, claim in zip(batch, claims, strict=True):
+            if claim.known_id is not None:
+                pending.resolve(Outcome("duplicate", claim.known_id))
+            else:
+                todo.append(pending)
+        if not todo:
+            return
+        leaders: dict[tuple[str, str], _Pending] = {}
+        for pending in todo:
+            leaders.setdefault(pending.sql_key, pending)
+        try:
+            receipts = await to_thread.run_sync(self._store_and_queue, list(leaders.values()))
         except SQLAlchemyError as exc:
-            log.error("ingest.store_failed", source=source_name, error=type(exc).__name__)
-            if claim.claimed:
-                await self._dedupe.release(source_name, parsed.idempotency_key, event_id)
-            raise Unavailable("the event could not be stored; retry later") from exc
-        await self._dedupe.remember(source_name, parsed.idempotency_key, receipt.event_id)
-        if not receipt.created:
-            return Outcome("duplicate", receipt.event_id)
-        await to_thread.run_sync(self._enqueue, receipt.event_id)
-        return Outcome("accepted", receipt.event_id)
+            log.error("ingest.store_failed", events=len(todo), error=type(exc).__name__)
+            claimed = [p for p, c in zip(batch, claims, strict=True) if c.claimed]
+            await self._dedupe.release_many([(p.source, p.key, p.event_id) for p in claimed])
+            for pending in todo:
+                pending.resolve(Unavailable("the event could not be stored; retry later"))
+            return
+        for pending in todo:
+            receipt = receipts[pending.sql_key]
+            first = receipt.created and leaders[pending.sql_key] is pending
+            pending.resolve(Outcome("accepted" if first else "duplicate", receipt.event_id))
 
-    def _store(self, row: InboundEvent) -> event_store.Receipt:
+    def _store_and_queue(self, leaders: list[_Pending]) -> dict[tuple[str, str], Receipt]:
+        """In a worker thread: commit the rows, then remember them in Redis and queue one job
+        for the new ones, in one pipeline. Raises ``SQLAlchemyError``; Redis failures are
+        logged (the events are durable and the sweep queues them)."""
+        job = batch_job_id(leaders[0].event_id)
+        for pending in leaders:
+            pending.row["queued_job"] = job
         with Session(self._engine) as session, session.begin():
-            return event_store.insert_or_get(session, row)
-
-    def _enqueue(self, event_id: str) -> None:
+            receipts = event_store.insert_many(session, [p.row for p in leaders])
+        created = [p.event_id for p in leaders if receipts[p.sql_key].created]
         try:
-            self._queue.enqueue(event_id)
+            with self._queue.connection.pipeline() as pipe:
+                if created:  # first: RQ opens the pipeline's MULTI itself
+                    self._queue.enqueue_batch(created, job, pipeline=pipe)
+                for pending in leaders:
+                    receipt = receipts[pending.sql_key]
+                    self._dedupe.remember_in(pipe, pending.source, pending.key, receipt.event_id)
+                pipe.execute()
         except (RedisError, OSError) as exc:
-            # The event is durable; the sweep makes its job once Redis answers again.
-            log.warning("ingest.enqueue_failed", event_id=event_id, error=type(exc).__name__)
+            log.warning("ingest.enqueue_failed", events=len(created), error=type(exc).__name__)
+        return receipts
 
 
 def _row(
@@ -165,19 +249,28 @@ def _row(
     headers: Mapping[str, str],
     client_ip: str | None,
     now: float,
-) -> InboundEvent:
-    return InboundEvent(
-        id=event_id,
-        source=source_name,
-        source_kind=source.kind,
-        idempotency_key=parsed.idempotency_key[:300],
-        raw_type=parsed.raw_type[:64],
-        event_type=parsed.event,
-        status="received",
-        content_type=media,
-        body=body,
-        body_sha256=hashlib.sha256(body).hexdigest(),
-        headers=orjson.dumps(redact_headers(headers, source)).decode(),
-        client_ip=client_ip,
-        received_at=datetime.fromtimestamp(now, UTC),
-    )
+) -> dict[str, Any]:
+    """Every ``inbound_events`` column of a new receipt (a multi-row insert needs them all)."""
+    return {
+        "id": event_id,
+        "source": source_name,
+        "source_kind": source.kind,
+        "idempotency_key": parsed.idempotency_key[:300],
+        "raw_type": parsed.raw_type[:64],
+        "event_type": parsed.event,
+        "status": "received",
+        "content_type": media,
+        "body": body,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "headers": orjson.dumps(redact_headers(headers, source)).decode(),
+        "client_ip": client_ip,
+        "received_at": datetime.fromtimestamp(now, UTC),
+        "enqueued_at": None,
+        "queued_job": None,
+        "next_attempt_at": None,
+        "processed_at": None,
+        "attempts": 0,
+        "retry_base": 0,
+        "last_error": None,
+        "body_pruned_at": None,
+    }

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             engine=engine,
             dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
             queue=events,
+            batch_size=settings.processing.batch_size,
         )
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
         try:

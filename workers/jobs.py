@@ -1,4 +1,4 @@
-"""RQ job functions. Plain, importable, JSON-able arguments (an event id), no objects.
+"""RQ job functions. Plain, importable, JSON-able arguments (event ids), no objects.
 
 ``process_event`` applies one stored event exactly once: it locks the event row, returns at
 once if the event is already final, applies the effect and marks the event in the *same*
@@ -17,6 +17,7 @@ from decimal import Inexact, InvalidOperation, Overflow, Underflow
 import structlog
 from redis.exceptions import RedisError
 from rq import get_current_job
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -24,6 +25,7 @@ from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
 from app.domain.sources import parse_event
 from app.store import events as event_store
+from app.store.journal import LEDGER_LOCK
 from app.store.models import InboundEvent
 from workers.apply import Context, apply_event
 from workers.outbox import write_signals
@@ -40,8 +42,73 @@ def utcnow() -> datetime:
 def process_event(event_id: str) -> str:
     """Apply stored event ``event_id``; return its status afterwards."""
     runtime = get_runtime()
-    started = utcnow()
     _forget_outage_note()
+    return _process_one(runtime, event_id)
+
+
+def process_events(event_ids: list[str]) -> dict[str, int]:
+    """Apply a batch of stored events; return how many ended in each status.
+
+    One transaction for the whole batch, a savepoint per event: a failing event is rolled back
+    to its savepoint and its failure counted (retrying or dead) in the same transaction, so the
+    others still commit. Each event's effect and status still commit together. If the batch
+    as a whole fails (a deadlock, a lost connection, a check at commit), every event is redone
+    on its own as ``process_event`` would, so one bad batch costs time, never correctness."""
+    if not isinstance(event_ids, list) or not all(isinstance(e, str) for e in event_ids):
+        raise TypeError("process_events takes a list of event ids")
+    runtime = get_runtime()
+    _forget_outage_note()
+    ids = sorted(set(event_ids))
+    try:
+        statuses, created = _apply_batch(runtime, ids, utcnow())
+    except Exception as exc:  # noqa: BLE001 - redone one by one, which records every failure
+        log.warning("batch.failed", events=len(ids), error=describe_error(exc))
+        statuses = {event_id: _process_one(runtime, event_id) for event_id in ids}
+    else:
+        _queue_signals(runtime, created)
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _apply_batch(
+    runtime: Runtime, event_ids: list[str], started: datetime
+) -> tuple[dict[str, str], list[int]]:
+    statuses: dict[str, str] = {}
+    created: list[int] = []
+    with Session(runtime.engine) as session, session.begin():
+        serialise_ledger_writers(session)
+        for row in event_store.lock_events(session, event_ids):
+            if row.status in event_store.FINAL:
+                statuses[row.id] = row.status
+                continue
+            with structlog.contextvars.bound_contextvars(event_id=row.id):
+                try:
+                    with session.begin_nested():
+                        status, signals = _apply_locked(runtime, session, row, started)
+                    created.extend(signals)
+                except (OperationalError, InterfaceError):
+                    raise  # the connection itself failed: the whole batch is redone
+                except Exception as exc:  # noqa: BLE001 - counted on the event, as one by one
+                    status = _count_failure(
+                        runtime,
+                        session,
+                        row,
+                        exc,
+                        started=started,
+                        permanent=isinstance(exc, PermanentError),
+                    )
+                else:
+                    log.info("event.processed", status=status)
+            statuses[row.id] = status
+    for event_id in event_ids:
+        statuses.setdefault(event_id, "missing")
+    return statuses, created
+
+
+def _process_one(runtime: Runtime, event_id: str) -> str:
+    started = utcnow()
     with structlog.contextvars.bound_contextvars(event_id=event_id):
         try:
             status = _apply_once(runtime, event_id, started)
@@ -64,55 +131,80 @@ def process_event(event_id: str) -> str:
 
 
 def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
-    created: list[int] = []
     with Session(runtime.engine) as session, session.begin():
+        serialise_ledger_writers(session)
         row = event_store.lock_event(session, event_id)
         if row is None:
             return "missing"
         if row.status in event_store.FINAL:
             return row.status
-        source = runtime.settings.sources.get(row.source)
-        if source is None:
-            raise PermanentError(f"source {row.source!r} is no longer configured")
-        try:
-            parsed = parse_event(row.source_kind, row.body, row.content_type)
-        except HookError as exc:
-            raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
-        now = utcnow()
-        ctx = Context(
-            account_id=source.account_id,
-            quote_currencies=runtime.settings.file.ledger.quote_currencies,
-            now=now,
-        )
-        try:
-            with exact():  # any rounding of an amount raises instead of posting it
-                status = apply_event(session, row, parsed, ctx)
-        except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
-            raise PermanentError(f"an amount would lose precision: {type(exc).__name__}") from exc
-        if status == "processed":
-            with exact():
-                created = write_signals(
-                    session,
-                    row,
-                    parsed,
-                    runtime.settings,
-                    account_id=parsed.account_id or source.account_id,
-                    now=now,
-                )
-        row.attempts += 1
-        row.status = status
-        row.processed_at = now
-        row.next_attempt_at = None
-        row.last_error = None
-        event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
-        session.add(row)
+        status, created = _apply_locked(runtime, session, row, started)
     # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
+    _queue_signals(runtime, created)
+    return status
+
+
+def serialise_ledger_writers(session: Session) -> None:
+    """On PostgreSQL, take the ledger lock before any row lock.
+
+    Posting ids must follow commit order, so ``post_entry`` holds an advisory lock to commit
+    anyway; taking it first, before event and aggregate rows are locked, means two processing
+    transactions never wait on each other in opposite orders (no deadlocks). SQLite already
+    serialises writers with ``BEGIN IMMEDIATE``."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK})
+
+
+def _apply_locked(
+    runtime: Runtime, session: Session, row: InboundEvent, started: datetime
+) -> tuple[str, list[int]]:
+    """Apply the locked, pending ``row`` in the session's transaction and mark it applied.
+    Returns its status and the ids of the signals it made. Raises on any failure."""
+    created: list[int] = []
+    source = runtime.settings.sources.get(row.source)
+    if source is None:
+        raise PermanentError(f"source {row.source!r} is no longer configured")
+    try:
+        parsed = parse_event(row.source_kind, row.body, row.content_type)
+    except HookError as exc:
+        raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
+    now = utcnow()
+    ctx = Context(
+        account_id=source.account_id,
+        quote_currencies=runtime.settings.file.ledger.quote_currencies,
+        now=now,
+    )
+    try:
+        with exact():  # any rounding of an amount raises instead of posting it
+            status = apply_event(session, row, parsed, ctx)
+    except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
+        raise PermanentError(f"an amount would lose precision: {type(exc).__name__}") from exc
+    if status == "processed":
+        with exact():
+            created = write_signals(
+                session,
+                row,
+                parsed,
+                runtime.settings,
+                account_id=parsed.account_id or source.account_id,
+                now=now,
+            )
+    row.attempts += 1
+    row.status = status
+    row.processed_at = now
+    row.next_attempt_at = None
+    row.last_error = None
+    event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
+    session.add(row)
+    return status, created
+
+
+def _queue_signals(runtime: Runtime, created: list[int]) -> None:
     for signal_id in created:
         try:
             runtime.events.enqueue_signal(signal_id)
         except (RedisError, OSError) as exc:
             log.warning("signal.enqueue_failed", signal_id=signal_id, error=type(exc).__name__)
-    return status
 
 
 class DatabaseUnreachable(Exception):
@@ -138,7 +230,13 @@ def _note_on_job(error: str) -> None:
 
 
 def mark_dead_after_outage(
-    runtime: Runtime, event_id: str, *, error: str, attempts: int, job_enqueued_at: datetime | None
+    runtime: Runtime,
+    event_id: str,
+    *,
+    error: str,
+    attempts: int,
+    job_name: str,
+    job_enqueued_at: datetime | None,
 ) -> bool:
     """Make a still-pending event dead after RQ gave up on it during a database outage.
 
@@ -147,6 +245,8 @@ def mark_dead_after_outage(
     with Session(runtime.engine) as session, session.begin():
         row = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
+            return False
+        if row.queued_job is not None and row.queued_job != job_name:
             return False
         if job_enqueued_at is not None and row.enqueued_at is not None:
             queued = (
@@ -178,26 +278,38 @@ def record_failure(
     runtime: Runtime, event_id: str, exc: BaseException, *, started: datetime, permanent: bool
 ) -> str:
     """Count a failed attempt; schedule the next one or mark the event dead. Returns the status."""
-    error = describe_error(exc)
-    delays = runtime.settings.processing.retry_delays_s
     with Session(runtime.engine) as session, session.begin():
         row: InboundEvent | None = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
             return row.status if row else "missing"
-        now = utcnow()
-        row.attempts += 1
-        row.last_error = error
-        made = row.attempts - row.retry_base  # attempts since the last replay
-        if permanent or made > len(delays):
-            row.status = "dead"
-            row.next_attempt_at = None
-        else:
-            row.status = "retrying"
-            row.next_attempt_at = now + timedelta(seconds=delays[made - 1])
-        event_store.add_attempt(
-            session, row, started=started, finished=now, outcome=row.status, error=error
-        )
-        session.add(row)
-        status = row.status
-    log.warning("event.failed", status=status, error=error, permanent=permanent)
-    return status
+        return _count_failure(runtime, session, row, exc, started=started, permanent=permanent)
+
+
+def _count_failure(
+    runtime: Runtime,
+    session: Session,
+    row: InboundEvent,
+    exc: BaseException,
+    *,
+    started: datetime,
+    permanent: bool,
+) -> str:
+    """Count a failed attempt on the locked ``row``, in the caller's transaction."""
+    error = describe_error(exc)
+    delays = runtime.settings.processing.retry_delays_s
+    now = utcnow()
+    row.attempts += 1
+    row.last_error = error
+    made = row.attempts - row.retry_base  # attempts since the last replay
+    if permanent or made > len(delays):
+        row.status = "dead"
+        row.next_attempt_at = None
+    else:
+        row.status = "retrying"
+        row.next_attempt_at = now + timedelta(seconds=delays[made - 1])
+    event_store.add_attempt(
+        session, row, started=started, finished=now, outcome=row.status, error=error
+    )
+    session.add(row)
+    log.warning("event.failed", status=row.status, error=error, permanent=permanent)
+    return row.status

@@ -19,6 +19,7 @@ from datetime import datetime
 
 import structlog
 from redis.exceptions import RedisError
+from rq.job import Job
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
@@ -27,7 +28,7 @@ from app.store import events as event_store
 from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.models import InboundEvent
-from app.store.queue import event_id_of
+from app.store.queue import batch_job_id, event_id_of, is_batch, job_id
 from workers.delivery import IN_FLIGHT_MARGIN_S
 from workers.jobs import mark_dead_after_outage, utcnow
 from workers.runtime import Runtime
@@ -56,14 +57,21 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
         due = event_store.due_for_sweep(
             session, now=now, stale_after_s=stale, limit=cfg.sweep_batch
         )
-    lost = [event_id for event_id in due if not runtime.events.waiting(event_id)]
+    jobs = {job or job_id(event_id) for event_id, job in due}
+    waiting_jobs = {job for job in jobs if runtime.events.job_waiting(job)}
+    lost = [e for e, job in due if (job or job_id(e)) not in waiting_jobs]
+    still = [e for e, job in due if (job or job_id(e)) in waiting_jobs]
     # Mark first, then queue: a job that runs and fails at once then schedules its own next
     # retry after this mark instead of having it wiped. Events whose job still waits are
     # marked too, so a long backlog rotates instead of hiding lost jobs behind it.
+    batches = [lost[i : i + cfg.batch_size] for i in range(0, len(lost), cfg.batch_size)]
+    names = [batch_job_id(batch[0]) for batch in batches]
     with Session(runtime.engine) as session, session.begin():
-        event_store.mark_enqueued(session, due, now=now)
-    for event_id in lost:
-        runtime.events.enqueue(event_id, again=True)
+        event_store.mark_enqueued(session, still, now=now, keep_job=True)
+        for batch, name in zip(batches, names, strict=True):
+            event_store.mark_enqueued(session, batch, now=now, job=name)
+    for batch, name in zip(batches, names, strict=True):
+        runtime.events.enqueue_batch(batch, name)
     waiting = len(due) - len(lost)
     _sweep_signals(runtime, now=now, stale_after_s=stale)
     if lost or dead:
@@ -93,36 +101,51 @@ def _sweep_signals(runtime: Runtime, *, now: datetime, stale_after_s: float) -> 
 
 
 def _settle_failed_jobs(runtime: Runtime) -> tuple[list[str], int]:
+    """Judge RQ's failed event jobs by what SQL says of their events."""
     registry = runtime.events.failed
-    ids = {e: j for j in registry.get_job_ids() if (e := event_id_of(j))}
-    if not ids:
+    jobs: dict[str, tuple[Job | None, list[str]]] = {}
+    for name in registry.get_job_ids():
+        if (single := event_id_of(name)) is not None:
+            jobs[name] = (runtime.events.fetch(single), [single])
+        elif is_batch(name):
+            job = runtime.events.fetch_job(name)
+            jobs[name] = (job, list(job.args[0]) if job is not None and job.args else [])
+    if not jobs:
         return [], 0
+    every = sorted({event_id for _, ids in jobs.values() for event_id in ids})
     with Session(read_only(runtime.engine)) as session:
         rows = session.execute(
             select(col(InboundEvent.id), col(InboundEvent.status)).where(
-                col(InboundEvent.id).in_(list(ids))
+                col(InboundEvent.id).in_(every)
             )
         )
         statuses = {event_id: status for event_id, status in rows}
     dead: list[str] = []
     cleared = 0
-    for event_id, job_name in ids.items():
-        status = statuses.get(event_id)
-        job = runtime.events.fetch(event_id)
-        if status is None or status in event_store.FINAL or job is None:
-            registry.remove(job_name, delete_job=job is not None)
+    for name, (job, ids) in jobs.items():
+        pending = [e for e in ids if statuses.get(e) not in (None, *event_store.FINAL)]
+        if job is None or not pending:
+            registry.remove(name, delete_job=job is not None)
             cleared += 1
             continue
         if job.meta.get("db_unavailable") and not job.retries_left:
             error = str(job.meta.get("error", "database unavailable"))
             attempts = int(job.meta.get("attempts", 1))
-            marked = mark_dead_after_outage(
-                runtime, event_id, error=error, attempts=attempts, job_enqueued_at=job.enqueued_at
-            )
-            if marked:
-                dead.append(event_id)
+            marked = [
+                event_id
+                for event_id in pending
+                if mark_dead_after_outage(
+                    runtime,
+                    event_id,
+                    error=error,
+                    attempts=attempts,
+                    job_name=name,
+                    job_enqueued_at=job.enqueued_at,
+                )
+            ]
+            dead.extend(marked)
             # Only the job we judged is deleted; a newer job under this id is left alone.
-            registry.remove(job_name, delete_job=marked)
+            registry.remove(name, delete_job=bool(marked) or is_batch(name))
     return dead, cleared
 
 

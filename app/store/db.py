@@ -98,8 +98,15 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 
 def insert_ignore(
-    dialect_name: str, table: Any, values: dict[str, Any], conflict: list[str]
+    dialect_name: str,
+    table: Any,
+    values: dict[str, Any] | list[dict[str, Any]],
+    conflict: list[str],
 ) -> Any:
-    """Return an ``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for SQLite or PostgreSQL."""
+    """Return an ``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for SQLite or PostgreSQL;
+    a list of ``values`` makes one multi-row insert."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    stmt = (
+        insert(table).values(values) if isinstance(values, list) else insert(table).values(**values)
+    )
+    return stmt.on_conflict_do_nothing(index_elements=conflict)

@@ -17,17 +17,33 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 log = structlog.get_logger(__name__)
 
 PENDING_TTL_S = 60
 
-# KEYS[1] key; ARGV[1] pending marker; ARGV[2] pending ttl. Returns the existing value or nil.
-_CLAIM = """
-local ok = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
-if ok then return false end
-return redis.call('GET', KEYS[1])
+# KEYS: the keys of a batch; ARGV[i]: the pending marker of KEYS[i]; ARGV[#KEYS + 1]: the
+# pending TTL. Returns, per key, "" when this call claimed it, else the value already there.
+_CLAIM_MANY = """
+local ttl = ARGV[#KEYS + 1]
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[i], 'NX', 'EX', ttl) then
+    out[i] = ''
+  else
+    out[i] = redis.call('GET', key) or ''
+  end
+end
+return out
+"""
+
+
+# KEYS[1] key; ARGV[1] our pending marker: delete the key only while it still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -44,28 +60,48 @@ class Claim:
     claimed: bool
 
 
+_CLAIMED = Claim(None, True)
+_UNCLAIMED = Claim(None, False)
+
+
 class Dedupe:
     def __init__(self, client: aioredis.Redis, *, ttl_s: int) -> None:
         self._client = client
         self._ttl_s = ttl_s
         # The database's instance id; until it is known the fast path is skipped (SQL decides).
         self.namespace: str | None = None
-        self._claim = client.register_script(_CLAIM)
+        self._claim_many = client.register_script(_CLAIM_MANY)
+        self._release = client.register_script(_RELEASE)
 
-    async def claim(self, source: str, idempotency_key: str, event_id: str) -> Claim:
-        """Claim the key for ``event_id``; report a committed id if one is already there."""
-        if self.namespace is None:
-            return Claim(None, False)
-        key = dedupe_key(self.namespace, source, idempotency_key)
+    async def claim_many(self, items: list[tuple[str, str, str]]) -> list[Claim]:
+        """Claim each (source, idempotency key, event id) in one round trip; report the
+        committed ids Redis already knows. Redis down: nothing is claimed, SQL decides."""
+        if self.namespace is None or not items:
+            return [_UNCLAIMED] * len(items)
+        keys = [dedupe_key(self.namespace, source, key) for source, key, _ in items]
+        markers = [f"p:{event_id}" for _, _, event_id in items]
         try:
-            existing = await self._claim(keys=[key], args=[f"p:{event_id}", PENDING_TTL_S])
+            found = await self._claim_many(keys=keys, args=[*markers, PENDING_TTL_S])
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
-            return Claim(None, False)
-        if existing is None:
-            return Claim(None, True)
-        value = existing.decode() if isinstance(existing, bytes) else str(existing)
-        return Claim(None if value.startswith("p:") else value, False)
+            return [_UNCLAIMED] * len(items)
+        claims = []
+        for value in found:
+            text = value.decode() if isinstance(value, bytes) else str(value)
+            if not text:
+                claims.append(_CLAIMED)
+            else:
+                claims.append(_UNCLAIMED if text.startswith("p:") else Claim(text, False))
+        return claims
+
+    async def claim(self, source: str, idempotency_key: str, event_id: str) -> Claim:
+        """Claim one key; see ``claim_many``."""
+        return (await self.claim_many([(source, idempotency_key, event_id)]))[0]
+
+    def remember_in(self, pipe: Pipeline, source: str, idempotency_key: str, event_id: str) -> None:
+        """Add to ``pipe`` that (source, key) is committed as ``event_id``."""
+        if self.namespace is not None:
+            pipe.set(dedupe_key(self.namespace, source, idempotency_key), event_id, ex=self._ttl_s)
 
     async def remember(self, source: str, idempotency_key: str, event_id: str) -> None:
         """Record that (source, key) is committed as ``event_id``. Best effort."""
@@ -78,13 +114,15 @@ class Dedupe:
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
 
-    async def release(self, source: str, idempotency_key: str, event_id: str) -> None:
-        """Drop our pending claim after a failed store, so a retry is not slowed. Best effort."""
-        if self.namespace is None:
+    async def release_many(self, items: list[tuple[str, str, str]]) -> None:
+        """Drop our pending claims after a failed store, so a retry is not slowed. Best effort;
+        a claim another receipt has taken over since is left alone."""
+        if self.namespace is None or not items:
             return
-        key = dedupe_key(self.namespace, source, idempotency_key)
         try:
-            if await self._client.get(key) == f"p:{event_id}".encode():
-                await self._client.delete(key)
+            for source, key, event_id in items:
+                await self._release(
+                    keys=[dedupe_key(self.namespace, source, key)], args=[f"p:{event_id}"]
+                )
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)

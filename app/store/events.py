@@ -10,8 +10,9 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.store.db import insert_ignore
@@ -34,26 +35,27 @@ class Receipt:
     created: bool
 
 
-def insert_or_get(session: Session, event: InboundEvent) -> Receipt:
-    """Store ``event`` unless (source, idempotency_key) exists; return the id that is stored.
+def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], Receipt]:
+    """Store each row (all ``inbound_events`` columns) unless its (source, idempotency_key)
+    exists; return, per (source, key), the id that is stored and whether this call stored it.
 
-    Does not commit: the caller owns the transaction."""
-    dialect = session.get_bind().dialect.name
+    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then one lookup for the keys
+    that were already there. Rows sharing a key: the first is stored. Does not commit."""
     table = table_of(InboundEvent)
-    values = {c.name: getattr(event, c.name) for c in table.columns}
-    stmt = insert_ignore(dialect, table, values, ["source", "idempotency_key"]).returning(
-        table.c.id
+    dialect = session.get_bind().dialect.name
+    stmt = insert_ignore(dialect, table, rows, ["source", "idempotency_key"]).returning(
+        table.c.id, table.c.source, table.c.idempotency_key
     )
-    inserted = session.execute(stmt).scalar_one_or_none()
-    if inserted is not None:
-        return Receipt(inserted, True)
-    existing = session.execute(
-        select(InboundEvent.id).where(  # type: ignore[call-overload]
-            InboundEvent.source == event.source,
-            InboundEvent.idempotency_key == event.idempotency_key,
+    receipts = {(src, key): Receipt(event_id, True) for event_id, src, key in session.execute(stmt)}
+    missing = {(r["source"], r["idempotency_key"]) for r in rows} - receipts.keys()
+    if missing:
+        found = session.execute(
+            select(table.c.id, table.c.source, table.c.idempotency_key).where(
+                tuple_(table.c.source, table.c.idempotency_key).in_(sorted(missing))
+            )
         )
-    ).scalar_one()
-    return Receipt(existing, False)
+        receipts.update({(src, key): Receipt(event_id, False) for event_id, src, key in found})
+    return receipts
 
 
 def lock_event(session: Session, event_id: str) -> InboundEvent | None:
@@ -65,6 +67,18 @@ def lock_event(session: Session, event_id: str) -> InboundEvent | None:
         .execution_options(populate_existing=True)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def lock_events(session: Session, event_ids: list[str]) -> list[InboundEvent]:
+    """Return the rows of ``event_ids`` that exist, locked for update in id order."""
+    stmt = (
+        select(InboundEvent)
+        .where(col(InboundEvent.id).in_(event_ids))
+        .order_by(col(InboundEvent.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(session.execute(stmt).scalars())
 
 
 def add_attempt(
@@ -91,8 +105,8 @@ def add_attempt(
 
 def due_for_sweep(
     session: Session, *, now: datetime, stale_after_s: float, limit: int
-) -> list[str]:
-    """Ids of unfinished events the sweep should (re-)queue, oldest first.
+) -> list[tuple[str, str | None]]:
+    """(id, queued job) of unfinished events the sweep should (re-)queue, oldest first.
 
     Due: a ``retrying`` event whose ``next_attempt_at`` has passed, or any pending event with no
     retry pending whose last enqueue (or receipt) is older than ``stale_after_s``: its job was
@@ -101,7 +115,7 @@ def due_for_sweep(
     last_queued = func.coalesce(InboundEvent.enqueued_at, InboundEvent.received_at)
     next_at = col(InboundEvent.next_attempt_at)
     stmt = (
-        select(InboundEvent.id)  # type: ignore[call-overload]
+        select(col(InboundEvent.id), col(InboundEvent.queued_job))
         .where(
             col(InboundEvent.status).in_(PENDING),
             or_(
@@ -109,19 +123,31 @@ def due_for_sweep(
                 and_(next_at.is_(None), last_queued < stale),
             ),
         )
-        .order_by(InboundEvent.received_at)
+        .order_by(col(InboundEvent.received_at))
         .limit(limit)
     )
-    return list(session.execute(stmt).scalars())
+    return [(event_id, job) for event_id, job in session.execute(stmt)]
 
 
-def mark_enqueued(session: Session, event_ids: list[str], *, now: datetime) -> None:
-    """Note that jobs were (re-)made for ``event_ids``; a pending retry is now in the queue."""
+def mark_enqueued(
+    session: Session,
+    event_ids: list[str],
+    *,
+    now: datetime,
+    job: str | None = None,
+    keep_job: bool = False,
+) -> None:
+    """Note that ``event_ids`` are (re-)queued now, under RQ job ``job`` (``None``: each its
+    single-event job; ``keep_job``: the job they already have). A pending retry is now in the
+    queue."""
     if not event_ids:
         return
+    values: dict[str, object] = {"enqueued_at": now, "next_attempt_at": None}
+    if not keep_job:
+        values["queued_job"] = job
     session.execute(
         update(InboundEvent)
-        .where(InboundEvent.id.in_(event_ids))  # type: ignore[attr-defined]
-        .where(InboundEvent.status.in_(PENDING))  # type: ignore[attr-defined]
-        .values(enqueued_at=now, next_attempt_at=None)
+        .where(col(InboundEvent.id).in_(event_ids))
+        .where(col(InboundEvent.status).in_(PENDING))
+        .values(**values)
     )

@@ -59,6 +59,7 @@ class InboundEvent(SQLModel, table=True):
     client_ip: str | None = Field(default=None, max_length=64)
     received_at: datetime
     enqueued_at: datetime | None = None
+    queued_job: str | None = Field(default=None, max_length=80)  # RQ job id; None: hl-<id>
     next_attempt_at: datetime | None = None
     processed_at: datetime | None = None
     attempts: int = 0

@@ -229,6 +229,7 @@ def replay(
     row.retry_base = row.attempts
     row.next_attempt_at = None
     row.enqueued_at = now
+    row.queued_job = None  # its own single-event job (hl-<id>)
     session.add(row)
     record_action(session, event_id, "replay", "requeued", actor=actor, reason=reason, now=now)
     return "requeued"

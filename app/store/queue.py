@@ -1,7 +1,10 @@
-"""The RQ adapter: one queue, JSON serializer, one job per event with a stable id.
+"""The RQ adapter: one queue, JSON serializer, jobs with ids SQL can name.
 
-The job id is ``hl-<event id>``, so the sweep can ask RQ whether an event's job still waits in
-the queue before making another one. Jobs keep no result (``result_ttl=0``): SQL holds the
+Receipts and the sweep queue *batch* jobs (``process_events``, id ``hl-b-<first event id>``):
+one job for every event stored together, so RQ's per-job cost is paid once per batch. Each
+event row records the job it was queued under (``queued_job``), so the sweep can ask RQ whether
+that job still waits before making another one. Replays queue a single-event job, id
+``hl-<event id>``. Jobs keep no result (``result_ttl=0``): SQL holds the
 outcome, so RQ's registries never grow with processed events.
 
 RQ's own retries (``Retry`` with ``processing.retry_delays_s``) only matter when a job cannot
@@ -12,7 +15,10 @@ the sweep once the database is back.
 
 from __future__ import annotations
 
+import os
+
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -24,6 +30,7 @@ from rq.utils import current_timestamp
 from app.settings import ProcessingConfig
 
 PROCESS_EVENT = "workers.jobs.process_event"
+PROCESS_EVENTS = "workers.jobs.process_events"
 DELIVER_SIGNAL = "workers.delivery.deliver_signal"
 FAILURE_TTL_S = 7 * 86_400
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
@@ -37,8 +44,17 @@ def signal_job_id(signal_id: int) -> str:
     return f"hl-sig-{signal_id}"
 
 
+def batch_job_id(first_event_id: str) -> str:
+    """A new, unique id for a batch job starting at ``first_event_id``."""
+    return f"hl-b-{first_event_id}-{os.urandom(3).hex()}"
+
+
 def event_id_of(job: str) -> str | None:
     return job[3:] if job.startswith("hl-evt_") else None
+
+
+def is_batch(job: str) -> bool:
+    return job.startswith("hl-b-")
 
 
 def make_queue(connection: Redis, name: str) -> Queue:
@@ -61,6 +77,23 @@ class EventQueue:
         Raises redis errors to the caller."""
         self._enqueue(PROCESS_EVENT, event_id, job_id(event_id), retry=self._retry, again=again)
 
+    def enqueue_batch(
+        self, event_ids: list[str], name: str, *, pipeline: Pipeline | None = None
+    ) -> None:
+        """Queue job ``name`` (from ``batch_job_id``) applying ``event_ids``. With ``pipeline``,
+        the job is written when the caller executes it. Raises redis errors to the caller."""
+        self.queue.enqueue_call(
+            PROCESS_EVENTS,
+            args=(event_ids,),
+            job_id=name,
+            timeout=self._timeout_s,
+            result_ttl=0,
+            failure_ttl=FAILURE_TTL_S,
+            description=f"process_events {len(event_ids)} from {event_ids[0]}",
+            retry=self._retry,
+            pipeline=pipeline,
+        )
+
     def enqueue_signal(self, signal_id: int) -> None:
         """Queue the delivery job of a signal (same queue, so the same workers deliver)."""
         self._enqueue(DELIVER_SIGNAL, signal_id, signal_job_id(signal_id), retry=None, again=True)
@@ -82,7 +115,7 @@ class EventQueue:
         )
 
     def signal_waiting(self, signal_id: int) -> bool:
-        return self._waiting(signal_job_id(signal_id))
+        return self.job_waiting(signal_job_id(signal_id))
 
     def move_scheduled(self) -> int:
         """Put RQ retries whose time has come back into the queue (what RQ's scheduler does,
@@ -100,18 +133,19 @@ class EventQueue:
             scheduler.release_locks()
 
     def fetch(self, event_id: str) -> Job | None:
-        return self._fetch(job_id(event_id))
+        return self.fetch_job(job_id(event_id))
 
-    def _fetch(self, name: str) -> Job | None:
+    def fetch_job(self, name: str) -> Job | None:
         try:
             return Job.fetch(name, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return None
 
-    def waiting(self, event_id: str) -> bool:
-        """True when the event's job exists and still waits (queued, deferred or scheduled)."""
-        return self._waiting(job_id(event_id))
+    def waiting(self, event_id: str, queued_job: str | None = None) -> bool:
+        """True when the event's job (``queued_job``, else its single-event job) exists and
+        still waits (queued, deferred or scheduled)."""
+        return self.job_waiting(queued_job or job_id(event_id))
 
-    def _waiting(self, name: str) -> bool:
-        job = self._fetch(name)
+    def job_waiting(self, name: str) -> bool:
+        job = self.fetch_job(name)
         return job is not None and job.get_status(refresh=False) in WAITING
