@@ -178,7 +178,7 @@ class Ingestor:
                 del self._parked[: self._batch_size]
                 try:
                     await self._flush(batch)
-                except Exception as exc:
+                except Exception:
                     log.exception("ingest.flush_failed")
                     for pending in batch:
                         pending.resolve(Unavailable("the event could not be stored; retry later"))

@@ -110,11 +110,9 @@ def _post(
     sett_date: int | None = None,
 ) -> int:
     date = int(row.received_at.timestamp())
-    entry = post_entry(
+    return post_entry(
         session, draft, event_id=row.id, date=date, sett_date=sett_date or date, now=now
     )
-    assert entry.id is not None
-    return entry.id
 
 
 def _apply_htx(

@@ -17,7 +17,6 @@ from decimal import Inexact, InvalidOperation, Overflow, Underflow
 import structlog
 from redis.exceptions import RedisError
 from rq import get_current_job
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -25,7 +24,7 @@ from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
 from app.domain.sources import parse_event
 from app.store import events as event_store
-from app.store.journal import LEDGER_LOCK
+from app.store.journal import ledger_writer
 from app.store.models import InboundEvent
 from workers.apply import Context, apply_event
 from workers.outbox import write_signals
@@ -77,20 +76,24 @@ def _apply_batch(
 ) -> tuple[dict[str, str], list[int]]:
     statuses: dict[str, str] = {}
     created: list[int] = []
+    applied: list[tuple[InboundEvent, str, datetime]] = []
     with Session(runtime.engine) as session, session.begin():
-        serialise_ledger_writers(session)
+        ledger = ledger_writer(session)
         for row in event_store.lock_events(session, event_ids):
             if row.status in event_store.FINAL:
                 statuses[row.id] = row.status
                 continue
             with structlog.contextvars.bound_contextvars(event_id=row.id):
+                mark = ledger.mark()
                 try:
                     with session.begin_nested():
-                        status, signals = _apply_locked(runtime, session, row, started)
+                        status, signals, now = _apply_effects(runtime, session, row)
                     created.extend(signals)
+                    applied.append((row, status, now))
                 except (OperationalError, InterfaceError):
                     raise  # the connection itself failed: the whole batch is redone
                 except Exception as exc:  # noqa: BLE001 - counted on the event, as one by one
+                    ledger.restore(mark)
                     status = _count_failure(
                         runtime,
                         session,
@@ -102,6 +105,7 @@ def _apply_batch(
                 else:
                     log.info("event.processed", status=status)
             statuses[row.id] = status
+        event_store.mark_applied(session, applied, started=started)
     for event_id in event_ids:
         statuses.setdefault(event_id, "missing")
     return statuses, created
@@ -132,34 +136,24 @@ def _process_one(runtime: Runtime, event_id: str) -> str:
 
 def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
     with Session(runtime.engine) as session, session.begin():
-        serialise_ledger_writers(session)
         row = event_store.lock_event(session, event_id)
         if row is None:
             return "missing"
         if row.status in event_store.FINAL:
             return row.status
-        status, created = _apply_locked(runtime, session, row, started)
+        status, created, now = _apply_effects(runtime, session, row)
+        event_store.mark_applied(session, [(row, status, now)], started=started)
     # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
     _queue_signals(runtime, created)
     return status
 
 
-def serialise_ledger_writers(session: Session) -> None:
-    """On PostgreSQL, take the ledger lock before any row lock.
-
-    Posting ids must follow commit order, so ``post_entry`` holds an advisory lock to commit
-    anyway; taking it first, before event and aggregate rows are locked, means two processing
-    transactions never wait on each other in opposite orders (no deadlocks). SQLite already
-    serialises writers with ``BEGIN IMMEDIATE``."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK})
-
-
-def _apply_locked(
-    runtime: Runtime, session: Session, row: InboundEvent, started: datetime
-) -> tuple[str, list[int]]:
-    """Apply the locked, pending ``row`` in the session's transaction and mark it applied.
-    Returns its status and the ids of the signals it made. Raises on any failure."""
+def _apply_effects(
+    runtime: Runtime, session: Session, row: InboundEvent
+) -> tuple[str, list[int], datetime]:
+    """Apply the locked, pending ``row``'s effects in the session's transaction (the caller
+    marks it). Returns its status, the ids of the signals it made and the time it was applied.
+    Raises on any failure."""
     created: list[int] = []
     source = runtime.settings.sources.get(row.source)
     if source is None:
@@ -189,14 +183,7 @@ def _apply_locked(
                 account_id=parsed.account_id or source.account_id,
                 now=now,
             )
-    row.attempts += 1
-    row.status = status
-    row.processed_at = now
-    row.next_attempt_at = None
-    row.last_error = None
-    event_store.add_attempt(session, row, started=started, finished=now, outcome=status)
-    session.add(row)
-    return status, created
+    return status, created, now
 
 
 def _queue_signals(runtime: Runtime, created: list[int]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.store.db import insert_ignore
@@ -79,6 +79,43 @@ def lock_events(session: Session, event_ids: list[str]) -> list[InboundEvent]:
         .execution_options(populate_existing=True)
     )
     return list(session.execute(stmt).scalars())
+
+
+def mark_applied(
+    session: Session, applied: list[tuple[InboundEvent, str, datetime]], *, started: datetime
+) -> None:
+    """Mark each locked (row, status, applied at) applied, with its attempt: one executemany
+    update and one multi-row insert, in the caller's transaction. The rows' ORM state is not
+    touched (nor flushed again)."""
+    if not applied:
+        return
+    events = table_of(InboundEvent)
+    session.execute(
+        update(events)
+        .where(events.c.id == bindparam("e_id"))
+        .values(
+            status=bindparam("e_status"),
+            attempts=events.c.attempts + 1,
+            processed_at=bindparam("e_at"),
+            next_attempt_at=None,
+            last_error=None,
+        ),
+        [{"e_id": row.id, "e_status": status, "e_at": at} for row, status, at in applied],
+    )
+    session.execute(
+        insert(table_of(EventAttempt)),
+        [
+            {
+                "event_id": row.id,
+                "attempt": row.attempts + 1,
+                "started_at": started,
+                "finished_at": at,
+                "outcome": status,
+                "error": None,
+            }
+            for row, status, at in applied
+        ],
+    )
 
 
 def add_attempt(

@@ -1,45 +1,185 @@
-"""Posting journal entries: the caller's transaction, balances locked in a fixed order."""
+"""Posting journal entries: the caller's transaction, balances locked in a fixed order.
+
+A ``LedgerWriter`` belongs to one transaction (``ledger_writer(session)``). Each entry is
+inserted when it is posted (its id is needed at once, e.g. by a contract); its postings are
+buffered. When the transaction commits (a ``before_commit`` hook, so nothing can be forgotten)
+the writer takes the ledger lock, locks the touched balance rows in (account, currency) order,
+computes every posting's running balance, and writes all postings in one multi-row insert and
+the balances in one executemany. So a job applying many events pays for the balances once,
+and the ledger lock is held only from that write to the commit, not while events are applied:
+workers apply their batches in parallel and queue only for the short write. Around a
+savepoint, ``mark()`` and ``restore()`` drop what a rolled-back event posted.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import Decimal, Inexact, InvalidOperation, Overflow, Underflow
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, event, insert, select, text, tuple_, update
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from app.domain.errors import PermanentError
 from app.domain.journal import EntryDraft, checked
+from app.domain.money import exact
 from app.store.db import insert_ignore
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting, table_of
 
 LEDGER_LOCK = 7414002
+_WRITER = "hookledger_ledger_writer"
 
 
-def _locked_balance(
-    session: Session, account_id: str, currency: str, now: datetime
-) -> AccountBalance:
-    dialect = session.get_bind().dialect.name
-    session.execute(
-        insert_ignore(
-            dialect,
-            table_of(AccountBalance),
-            {
-                "account_id": account_id,
-                "currency": currency,
-                "balance": Decimal(0),
-                "updated_at": now,
-            },
-            ["account_id", "currency"],
+def lock_ledger(session: Session) -> None:
+    """On PostgreSQL, take the ledger lock (held to commit; re-taking it is free).
+
+    Posting ids come from a sequence at insert time; without this lock a later-committed
+    transaction could hold a smaller id than rows already read, and "id > last seen" paging
+    would miss it. Held to commit, it hands out ids in commit order. Taken before any row lock,
+    it also means two ledger transactions never wait on each other in opposite orders. (SQLite
+    already serialises writers with ``BEGIN IMMEDIATE``.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK})
+
+
+class LedgerWriter:
+    """The ledger writes of one transaction. Use ``ledger_writer(session)``."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._postings: list[dict[str, Any]] = []
+
+    def post(
+        self, draft: EntryDraft, *, event_id: str, date: int, sett_date: int, now: datetime
+    ) -> int:
+        """Write ``draft``'s entry now and buffer its postings; return the entry id."""
+        checked(draft)
+        entries = table_of(JournalEntry)
+        entry_id = self._session.execute(
+            insert(entries)
+            .values(
+                event_id=event_id,
+                business_type=draft.business_type,
+                market=draft.market,
+                product_code=draft.product_code,
+                description=draft.description,
+                date=date,
+                sett_date=sett_date,
+                created_at=now,
+            )
+            .returning(entries.c.id)
+        ).scalar_one()
+        for p in draft.postings:
+            self._postings.append(
+                {
+                    "entry_id": entry_id,
+                    "event_id": event_id,
+                    "account_id": p.account_id,
+                    "customer": p.customer,
+                    "currency": p.currency,
+                    "amount": p.amount,
+                    "io_type": "in" if p.amount > 0 else "out",
+                    "balance": None,  # the running balance, known when written
+                    "tran_type": p.tran_type,
+                    "business_type": draft.business_type,
+                    "business_sub_type": p.business_sub_type,
+                    "market": draft.market,
+                    "product_code": draft.product_code,
+                    "product_name": draft.product_name,
+                    "price": p.price,
+                    "qty": p.qty,
+                    "fx_currency": p.fx_currency,
+                    "fx_amt": p.fx_amt,
+                    "fx_rate": p.fx_rate,
+                    "date": date,
+                    "sett_date": sett_date,
+                }
+            )
+        return int(entry_id)
+
+    def mark(self) -> int:
+        """What is buffered now; ``restore`` returns to it after a savepoint rolled back."""
+        return len(self._postings)
+
+    def restore(self, mark: int) -> None:
+        del self._postings[mark:]
+
+    def flush(self, now: datetime) -> None:
+        """Lock the ledger and the touched balances, then write the buffered postings (ids in
+        posting order, running balances) and the new balances."""
+        if not self._postings:
+            return
+        lock_ledger(self._session)
+        running = self._lock_balances(
+            sorted({(row["account_id"], row["currency"]) for row in self._postings}), now
         )
-    )
-    stmt = (
-        select(AccountBalance)
-        .where(AccountBalance.account_id == account_id, AccountBalance.currency == currency)  # type: ignore[arg-type]
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    balance: AccountBalance = session.execute(stmt).scalar_one()
-    return balance
+        try:
+            with exact():  # a running balance is never rounded
+                for row in self._postings:
+                    key = (row["account_id"], row["currency"])
+                    running[key] = row["balance"] = running[key] + row["amount"]
+        except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
+            raise PermanentError(f"a balance would lose precision: {type(exc).__name__}") from exc
+        postings = table_of(LedgerPosting)
+        ids = self._session.execute(
+            insert(postings).returning(postings.c.id, sort_by_parameter_order=True),
+            self._postings,
+        ).scalars()
+        last: dict[tuple[str, str], int] = {}
+        for row, posting_id in zip(self._postings, ids, strict=True):
+            last[(row["account_id"], row["currency"])] = posting_id
+        balances = table_of(AccountBalance)
+        self._session.execute(
+            update(balances)
+            .where(
+                balances.c.account_id == bindparam("b_account"),
+                balances.c.currency == bindparam("b_currency"),
+            )
+            .values(
+                balance=bindparam("b_balance"),
+                last_posting_id=bindparam("b_last"),
+                updated_at=now,
+            ),
+            [
+                {"b_account": a, "b_currency": c, "b_balance": running[(a, c)], "b_last": i}
+                for (a, c), i in sorted(last.items())
+            ],
+        )
+        self._postings.clear()
+
+    def _lock_balances(
+        self, keys: list[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Decimal]:
+        """Create missing balance rows, then lock them in (account, currency) order."""
+        dialect = self._session.get_bind().dialect.name
+        table = table_of(AccountBalance)
+        self._session.execute(
+            insert_ignore(
+                dialect,
+                table,
+                [
+                    {"account_id": a, "currency": c, "balance": Decimal(0), "updated_at": now}
+                    for a, c in keys
+                ],
+                ["account_id", "currency"],
+            )
+        )
+        stmt = (
+            select(table.c.account_id, table.c.currency, table.c.balance)
+            .where(tuple_(table.c.account_id, table.c.currency).in_(keys))
+            .order_by(table.c.account_id, table.c.currency)
+            .with_for_update()
+        )
+        return {(a, c): balance for a, c, balance in self._session.execute(stmt)}
+
+
+def ledger_writer(session: Session) -> LedgerWriter:
+    """The ledger writer of ``session``'s current transaction (made on first use)."""
+    writer = session.info.get(_WRITER)
+    if not isinstance(writer, LedgerWriter):
+        writer = session.info[_WRITER] = LedgerWriter(session)
+    return writer
 
 
 def post_entry(
@@ -50,63 +190,24 @@ def post_entry(
     date: int,
     sett_date: int,
     now: datetime,
-) -> JournalEntry:
-    """Write ``draft`` with running balances; return the entry. Does not commit.
-
-    Balance rows are locked in (account, currency) order before any posting gets its id, so
-    postings of one account and currency are numbered in the order their balances moved and
-    concurrent workers cannot deadlock on them."""
-    checked(draft)
-    if session.get_bind().dialect.name == "postgresql":
-        # Posting ids come from a sequence at insert time; without this lock a later-committed
-        # transaction could hold a smaller id than rows already read, and "id > last seen"
-        # paging would miss it. Held to commit, it hands out ids in commit order. (SQLite
-        # already serialises writers.)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LEDGER_LOCK})
-    entry = JournalEntry(
-        event_id=event_id,
-        business_type=draft.business_type,
-        market=draft.market,
-        product_code=draft.product_code,
-        description=draft.description,
-        date=date,
-        sett_date=sett_date,
-        created_at=now,
+) -> int:
+    """Write ``draft`` with running balances in the session's transaction; return the entry
+    id. Its postings reach the database by commit (or ``flush_ledger``)."""
+    return ledger_writer(session).post(
+        draft, event_id=event_id, date=date, sett_date=sett_date, now=now
     )
-    session.add(entry)
-    session.flush()
-    assert entry.id is not None
-    keys = sorted({(p.account_id, p.currency) for p in draft.postings})
-    balances = {key: _locked_balance(session, *key, now) for key in keys}
-    for p in draft.postings:
-        balance = balances[(p.account_id, p.currency)]
-        balance.balance += p.amount
-        row = LedgerPosting(
-            entry_id=entry.id,
-            event_id=event_id,
-            account_id=p.account_id,
-            customer=p.customer,
-            currency=p.currency,
-            amount=p.amount,
-            io_type="in" if p.amount > 0 else "out",
-            balance=balance.balance,
-            tran_type=p.tran_type,
-            business_type=draft.business_type,
-            business_sub_type=p.business_sub_type,
-            market=draft.market,
-            product_code=draft.product_code,
-            product_name=draft.product_name,
-            price=p.price,
-            qty=p.qty,
-            fx_currency=p.fx_currency,
-            fx_amt=p.fx_amt,
-            fx_rate=p.fx_rate,
-            date=date,
-            sett_date=sett_date,
-        )
-        session.add(row)
-        session.flush()
-        balance.last_posting_id = row.id
-        balance.updated_at = now
-        session.add(balance)
-    return entry
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _flush_on_commit(session: OrmSession) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
+    writer = session.info.get(_WRITER)
+    if isinstance(writer, LedgerWriter):
+        writer.flush(datetime.now(UTC))
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_writer(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: commit or rollback
+        session.info.pop(_WRITER, None)
