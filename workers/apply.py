@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event as sa_event
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel
 
 from app.domain.errors import PermanentError
@@ -60,16 +62,75 @@ _CONTRACT_STATUS = {
 }
 
 
-def _get_or_create_locked(
-    session: Session, model: type[SQLModel], keys: dict[str, Any], initial: dict[str, Any]
-) -> Any:
+_LOCKED = "hookledger_locked_aggregates"
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """The row an event changes (an order, a contract, a rental order): its model, its natural
+    key, and the values it is created with if it does not exist yet."""
+
+    model: type[SQLModel]
+    keys: dict[str, Any]
+    initial: dict[str, Any]
+
+    @property
+    def ident(self) -> tuple[Any, ...]:
+        return (self.model.__name__, *self.keys.values())
+
+
+def _locked(session: Session, agg: Aggregate) -> Any:
+    """The aggregate's row, created if missing and locked for update (``FOR UPDATE`` on
+    PostgreSQL; SQLite already holds the write lock). Rows locked ahead by ``lock_aggregates``
+    in this transaction are taken from there."""
+    cached = session.info.get(_LOCKED, {}).get(agg.ident)
+    if cached is not None:
+        return cached
     dialect = session.get_bind().dialect.name
-    table = table_of(model)
-    session.execute(insert_ignore(dialect, table, {**keys, **initial}, list(keys)))
+    table = table_of(agg.model)
+    session.execute(insert_ignore(dialect, table, {**agg.keys, **agg.initial}, list(agg.keys)))
     stmt = (
-        select(model).filter_by(**keys).with_for_update().execution_options(populate_existing=True)
+        select(agg.model)
+        .filter_by(**agg.keys)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return session.execute(stmt).scalar_one()
+
+
+def lock_aggregates(session: Session, aggregates: list[Aggregate]) -> None:
+    """Create and lock, ahead, every aggregate a batch of events will change: per model one
+    multi-row insert and one ``SELECT ... FOR UPDATE`` in key order (so batches never deadlock
+    on them). The first event naming an aggregate gives its initial values, as applying the
+    events one by one would. Kept for this transaction only."""
+    by_model: dict[type[SQLModel], dict[tuple[Any, ...], Aggregate]] = {}
+    for agg in aggregates:
+        by_model.setdefault(agg.model, {}).setdefault(agg.ident, agg)
+    dialect = session.get_bind().dialect.name
+    locked = session.info.setdefault(_LOCKED, {})
+    for model in sorted(by_model, key=lambda m: m.__name__):
+        found = sorted(by_model[model].values(), key=lambda a: tuple(a.keys.values()))
+        names = list(found[0].keys)
+        table = table_of(model)
+        session.execute(
+            insert_ignore(dialect, table, [{**a.keys, **a.initial} for a in found], names)
+        )
+        columns = [getattr(model, name) for name in names]
+        stmt = (
+            select(model)
+            .where(tuple_(*columns).in_([tuple(a.keys.values()) for a in found]))
+            .order_by(*columns)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for obj in session.execute(stmt).scalars():
+            locked[(model.__name__, *(getattr(obj, name) for name in names))] = obj
+
+
+@sa_event.listens_for(OrmSession, "after_transaction_end")
+def _forget_locked(session: OrmSession, transaction: Any) -> None:
+    if transaction.parent is None:  # the outermost transaction ended: its locks are gone
+        session.info.pop(_LOCKED, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +140,20 @@ class Context:
     account_id: str
     quote_currencies: tuple[str, ...]
     now: datetime
+
+
+def aggregate_of(row: InboundEvent, parsed: ParsedEvent, ctx: Context) -> Aggregate | None:
+    """The aggregate ``parsed`` changes, if any (deposits and unhandled events have none)."""
+    if parsed.event is None:
+        return None
+    payload = parsed.payload
+    if isinstance(payload, HtxOrder):
+        return _order_of(row, payload, ctx, account_id=parsed.account_id or ctx.account_id)
+    if isinstance(payload, ContractEvent):
+        return _contract_of(row, payload, ctx)
+    if isinstance(payload, RentalPush):
+        return _rental_of(row, payload, ctx)
+    return None
 
 
 def apply_event(session: Session, row: InboundEvent, parsed: ParsedEvent, ctx: Context) -> str:
@@ -115,12 +190,8 @@ def _post(
     )
 
 
-def _apply_htx(
-    session: Session, row: InboundEvent, p: HtxOrder, ctx: Context, *, account_id: str
-) -> None:
-    now = ctx.now
-    order: Order = _get_or_create_locked(
-        session,
+def _order_of(row: InboundEvent, p: HtxOrder, ctx: Context, *, account_id: str) -> Aggregate:
+    return Aggregate(
         Order,
         {"source": row.source, "order_id": p.order_id},
         {
@@ -132,10 +203,17 @@ def _apply_htx(
             "filled_amount": Decimal(0),
             "filled_cash_amount": Decimal(0),
             "filled_fees": Decimal(0),
-            "updated_at": now,
+            "updated_at": ctx.now,
             "last_event_id": row.id,
         },
     )
+
+
+def _apply_htx(
+    session: Session, row: InboundEvent, p: HtxOrder, ctx: Context, *, account_id: str
+) -> None:
+    now = ctx.now
+    order: Order = _locked(session, _order_of(row, p, ctx, account_id=account_id))
     if order.symbol != p.symbol or order.side != p.side:
         raise PermanentError(
             f"order {p.order_id} was {order.side} {order.symbol}, "
@@ -162,8 +240,7 @@ def _apply_htx(
         order.err_code, order.err_msg = p.err_code, p.err_msg
     order.updated_at = now
     order.last_event_id = row.id
-    session.add(order)
-    session.flush()
+    session.add(order)  # loaded from the database: its id is known, no flush needed
     assert order.id is not None
     session.add(
         OrderEvent(
@@ -206,6 +283,20 @@ def _apply_htx(
         session.execute(insert_ignore(dialect, table_of(Trade), values, ["source", "trade_id"]))
 
 
+def _contract_of(row: InboundEvent, e: ContractEvent, ctx: Context) -> Aggregate:
+    assert e.payload is not None and e.payload.position_id is not None  # known types have both
+    return Aggregate(
+        Contract,
+        {"source": row.source, "position_id": e.payload.position_id},
+        {
+            "account_id": ctx.account_id,
+            "status": _NEW,
+            "updated_at": ctx.now,
+            "last_event_id": row.id,
+        },
+    )
+
+
 def _apply_contract(
     session: Session,
     row: InboundEvent,
@@ -216,12 +307,7 @@ def _apply_contract(
     now = ctx.now
     p = e.payload
     assert p is not None and p.position_id is not None  # the model requires both for known types
-    contract: Contract = _get_or_create_locked(
-        session,
-        Contract,
-        {"source": row.source, "position_id": p.position_id},
-        {"account_id": ctx.account_id, "status": _NEW, "updated_at": now, "last_event_id": row.id},
-    )
+    contract: Contract = _locked(session, _contract_of(row, e, ctx))
     lifecycle = _CONTRACT_STATUS[event]
     contract.status = merge_ranked(contract.status, lifecycle, CONTRACT_RANK)
     for name in (
@@ -273,7 +359,6 @@ def _apply_contract(
     contract.updated_at = now
     contract.last_event_id = row.id
     session.add(contract)
-    session.flush()
     assert contract.id is not None
     session.add(
         ContractEventRow(
@@ -282,21 +367,24 @@ def _apply_contract(
     )
 
 
-def _apply_rental(session: Session, row: InboundEvent, p: RentalPush, ctx: Context) -> None:
-    now, account_id = ctx.now, ctx.account_id
-    rental: RentalOrder = _get_or_create_locked(
-        session,
+def _rental_of(row: InboundEvent, p: RentalPush, ctx: Context) -> Aggregate:
+    return Aggregate(
         RentalOrder,
         {"source": row.source, "rental_id": p.id},
         {
-            "account_id": account_id,
+            "account_id": ctx.account_id,
             "status": -99,
             "resource_type": p.resourceType,
             "receiver_address": p.receiverAddress,
-            "updated_at": now,
+            "updated_at": ctx.now,
             "last_event_id": row.id,
         },
     )
+
+
+def _apply_rental(session: Session, row: InboundEvent, p: RentalPush, ctx: Context) -> None:
+    now = ctx.now
+    rental: RentalOrder = _locked(session, _rental_of(row, p, ctx))
     rental.status = merge_ranked(rental.status, p.status, RENTAL_RANK)
     rental.order_time_s = rental.order_time_s or p.orderTime
     rental.times = rental.times or p.times

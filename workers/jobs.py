@@ -11,6 +11,7 @@ sweep re-queues those events from SQL, the source of truth.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Inexact, InvalidOperation, Overflow, Underflow
 
@@ -23,10 +24,11 @@ from sqlmodel import Session
 from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
 from app.domain.sources import parse_event
+from app.domain.sources.base import ParsedEvent
 from app.store import events as event_store
 from app.store.journal import ledger_writer
 from app.store.models import InboundEvent
-from workers.apply import Context, apply_event
+from workers.apply import Context, aggregate_of, apply_event, lock_aggregates
 from workers.outbox import write_signals
 from workers.runtime import Runtime, get_runtime
 
@@ -48,20 +50,28 @@ def process_event(event_id: str) -> str:
 def process_events(event_ids: list[str]) -> dict[str, int]:
     """Apply a batch of stored events; return how many ended in each status.
 
-    One transaction for the whole batch, a savepoint per event: a failing event is rolled back
-    to its savepoint and its failure counted (retrying or dead) in the same transaction, so the
-    others still commit. Each event's effect and status still commit together. If the batch
-    as a whole fails (a deadlock, a lost connection, a check at commit), every event is redone
-    on its own as ``process_event`` would, so one bad batch costs time, never correctness."""
+    One transaction for the whole batch; each event's effect and status commit together. If an
+    event fails, the batch is rolled back and applied again with a savepoint per event: the
+    failing event is rolled back to its savepoint and its failure counted (retrying or dead)
+    in the same transaction, so the others still commit. If the batch as a whole fails (a
+    deadlock, a lost connection, a check at commit), every event is redone on its own as
+    ``process_event`` would, so one bad batch costs time, never correctness."""
     if not isinstance(event_ids, list) or not all(isinstance(e, str) for e in event_ids):
         raise TypeError("process_events takes a list of event ids")
     runtime = get_runtime()
     _forget_outage_note()
     ids = sorted(set(event_ids))
+    statuses: dict[str, str] | None = None
     try:
-        statuses, created = _apply_batch(runtime, ids, utcnow())
-    except Exception as exc:  # noqa: BLE001 - redone one by one, which records every failure
+        statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=False)
+    except (OperationalError, InterfaceError) as exc:
         log.warning("batch.failed", events=len(ids), error=describe_error(exc))
+    except Exception:  # noqa: BLE001 - an event failed: again, with a savepoint per event
+        try:
+            statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=True)
+        except Exception as exc:  # noqa: BLE001 - redone one by one, which records every failure
+            log.warning("batch.failed", events=len(ids), error=describe_error(exc))
+    if statuses is None:
         statuses = {event_id: _process_one(runtime, event_id) for event_id in ids}
     else:
         _queue_signals(runtime, created)
@@ -72,27 +82,40 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
 
 
 def _apply_batch(
-    runtime: Runtime, event_ids: list[str], started: datetime
+    runtime: Runtime, event_ids: list[str], started: datetime, *, isolate: bool
 ) -> tuple[dict[str, str], list[int]]:
+    """Apply ``event_ids`` in one transaction. Without ``isolate`` the first failure raises
+    (and rolls everything back); with it, each event has a savepoint and failures are counted."""
     statuses: dict[str, str] = {}
     created: list[int] = []
     applied: list[tuple[InboundEvent, str, datetime]] = []
     with Session(runtime.engine) as session, session.begin():
         ledger = ledger_writer(session)
+        pending = []
         for row in event_store.lock_events(session, event_ids):
             if row.status in event_store.FINAL:
                 statuses[row.id] = row.status
-                continue
+            else:
+                pending.append(row)
+        prepared = _prepare_all(runtime, session, pending)
+        for row in pending:
             with structlog.contextvars.bound_contextvars(event_id=row.id):
                 mark = ledger.mark()
                 try:
-                    with session.begin_nested():
-                        status, signals, now = _apply_effects(runtime, session, row)
+                    # Without savepoints nothing reads what an earlier event wrote, so the ORM
+                    # writes the batch's changes at the end, grouped, not event by event.
+                    scope = session.begin_nested() if isolate else session.no_autoflush
+                    with scope:
+                        status, signals, now = _apply_effects(
+                            runtime, session, row, prepared[row.id]
+                        )
                     created.extend(signals)
                     applied.append((row, status, now))
                 except (OperationalError, InterfaceError):
                     raise  # the connection itself failed: the whole batch is redone
-                except Exception as exc:  # noqa: BLE001 - counted on the event, as one by one
+                except Exception as exc:
+                    if not isolate:
+                        raise
                     ledger.restore(mark)
                     status = _count_failure(
                         runtime,
@@ -141,20 +164,24 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
             return "missing"
         if row.status in event_store.FINAL:
             return row.status
-        status, created, now = _apply_effects(runtime, session, row)
+        status, created, now = _apply_effects(
+            runtime, session, row, _prepare_or_error(runtime, row)
+        )
         event_store.mark_applied(session, [(row, status, now)], started=started)
     # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
     _queue_signals(runtime, created)
     return status
 
 
-def _apply_effects(
-    runtime: Runtime, session: Session, row: InboundEvent
-) -> tuple[str, list[int], datetime]:
-    """Apply the locked, pending ``row``'s effects in the session's transaction (the caller
-    marks it). Returns its status, the ids of the signals it made and the time it was applied.
-    Raises on any failure."""
-    created: list[int] = []
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    parsed: ParsedEvent
+    ctx: Context
+    signal_account: str
+
+
+def _prepare(runtime: Runtime, row: InboundEvent) -> _Prepared:
+    """Parse a stored event for applying. Raises ``PermanentError``."""
     source = runtime.settings.sources.get(row.source)
     if source is None:
         raise PermanentError(f"source {row.source!r} is no longer configured")
@@ -162,12 +189,24 @@ def _apply_effects(
         parsed = parse_event(row.source_kind, row.body, row.content_type)
     except HookError as exc:
         raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
-    now = utcnow()
     ctx = Context(
         account_id=source.account_id,
         quote_currencies=runtime.settings.file.ledger.quote_currencies,
-        now=now,
+        now=utcnow(),
     )
+    return _Prepared(parsed, ctx, parsed.account_id or source.account_id)
+
+
+def _apply_effects(
+    runtime: Runtime, session: Session, row: InboundEvent, prepared: _Prepared | Exception
+) -> tuple[str, list[int], datetime]:
+    """Apply the locked, pending ``row``'s effects in the session's transaction (the caller
+    marks it). Returns its status, the ids of the signals it made and the time it was applied.
+    Raises on any failure."""
+    if isinstance(prepared, Exception):
+        raise prepared
+    parsed, ctx = prepared.parsed, prepared.ctx
+    created: list[int] = []
     try:
         with exact():  # any rounding of an amount raises instead of posting it
             status = apply_event(session, row, parsed, ctx)
@@ -180,10 +219,37 @@ def _apply_effects(
                 row,
                 parsed,
                 runtime.settings,
-                account_id=parsed.account_id or source.account_id,
-                now=now,
+                account_id=prepared.signal_account,
+                now=ctx.now,
             )
-    return status, created, now
+    return status, created, ctx.now
+
+
+def _prepare_all(
+    runtime: Runtime, session: Session, rows: list[InboundEvent]
+) -> dict[str, _Prepared | Exception]:
+    """Parse every pending row and lock, ahead and in key order, the aggregates they change.
+    A row that cannot be parsed keeps its error, raised when it is applied."""
+    prepared: dict[str, _Prepared | Exception] = {}
+    aggregates = []
+    for row in rows:
+        try:
+            prepared[row.id] = ready = _prepare(runtime, row)
+        except PermanentError as exc:
+            prepared[row.id] = exc
+            continue
+        agg = aggregate_of(row, ready.parsed, ready.ctx)
+        if agg is not None:
+            aggregates.append(agg)
+    lock_aggregates(session, aggregates)
+    return prepared
+
+
+def _prepare_or_error(runtime: Runtime, row: InboundEvent) -> _Prepared | Exception:
+    try:
+        return _prepare(runtime, row)
+    except PermanentError as exc:
+        return exc
 
 
 def _queue_signals(runtime: Runtime, created: list[int]) -> None:
