@@ -97,6 +97,7 @@ def _apply_batch(
                 statuses[row.id] = row.status
             else:
                 pending.append(row)
+        ledger.expect(len(pending))  # an event posts at most one entry
         prepared = _prepare_all(runtime, session, pending)
         for row in pending:
             with structlog.contextvars.bound_contextvars(event_id=row.id):

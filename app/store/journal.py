@@ -1,14 +1,14 @@
 """Posting journal entries: the caller's transaction, balances locked in a fixed order.
 
-A ``LedgerWriter`` belongs to one transaction (``ledger_writer(session)``). Each entry is
-inserted when it is posted (its id is needed at once, e.g. by a contract); its postings are
-buffered. When the transaction commits (a ``before_commit`` hook, so nothing can be forgotten)
-the writer takes the ledger lock, locks the touched balance rows in (account, currency) order,
-computes every posting's running balance, and writes all postings in one multi-row insert and
-the balances in one executemany. So a job applying many events pays for the balances once,
-and the ledger lock is held only from that write to the commit, not while events are applied:
-workers apply their batches in parallel and queue only for the short write. Around a
-savepoint, ``mark()`` and ``restore()`` drop what a rolled-back event posted.
+A ``LedgerWriter`` belongs to one transaction (``ledger_writer(session)``). An entry gets its
+id when it is posted (reserved from the sequence; a contract records it at once); the entry and
+its postings are buffered. When the transaction commits (a ``before_commit`` hook, so nothing
+can be forgotten) the writer takes the ledger lock, locks the touched balance rows in (account,
+currency) order, computes every posting's running balance, and writes the entries, postings
+and balances with three executemany statements. So a job applying many events pays for the
+balances once, and the ledger lock is held only from that write to the commit, not while
+events are applied: workers apply their batches in parallel and queue only for the short
+write. Around a savepoint, ``mark()`` and ``restore()`` drop what a rolled-back event posted.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, Underflow
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, event, func, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
@@ -48,28 +48,59 @@ class LedgerWriter:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._entries: list[dict[str, Any]] = []
         self._postings: list[dict[str, Any]] = []
+        self._ids: list[int] = []  # entry ids reserved and not used yet
+        self._reserve = 1
+        self._last_id = 0
+
+    def expect(self, entries: int) -> None:
+        """Say how many entries this transaction may post, so their ids are reserved in one
+        round trip (unused ones become gaps; entry ids are unique, not gapless)."""
+        self._reserve = max(1, entries)
+
+    def _next_id(self) -> int:
+        if not self._ids:
+            if self._session.get_bind().dialect.name == "postgresql":
+                self._ids = list(
+                    self._session.execute(
+                        text(
+                            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) "
+                            "FROM generate_series(1, :n)"
+                        ),
+                        {"n": self._reserve},
+                    ).scalars()
+                )
+            else:  # SQLite: this transaction holds the write lock, nobody else inserts
+                top = self._session.execute(
+                    select(func.max(table_of(JournalEntry).c.id))
+                ).scalar_one()
+                start = max(top or 0, self._last_id) + 1
+                self._ids = list(range(start, start + self._reserve))
+            self._ids.reverse()
+        entry_id = self._ids.pop()
+        self._last_id = entry_id
+        return entry_id
 
     def post(
         self, draft: EntryDraft, *, event_id: str, date: int, sett_date: int, now: datetime
     ) -> int:
-        """Write ``draft``'s entry now and buffer its postings; return the entry id."""
+        """Buffer ``draft``'s entry and postings; return the entry's (reserved) id."""
         checked(draft)
-        entries = table_of(JournalEntry)
-        entry_id = self._session.execute(
-            insert(entries)
-            .values(
-                event_id=event_id,
-                business_type=draft.business_type,
-                market=draft.market,
-                product_code=draft.product_code,
-                description=draft.description,
-                date=date,
-                sett_date=sett_date,
-                created_at=now,
-            )
-            .returning(entries.c.id)
-        ).scalar_one()
+        entry_id = self._next_id()
+        self._entries.append(
+            {
+                "id": entry_id,
+                "event_id": event_id,
+                "business_type": draft.business_type,
+                "market": draft.market,
+                "product_code": draft.product_code,
+                "description": draft.description,
+                "date": date,
+                "sett_date": sett_date,
+                "created_at": now,
+            }
+        )
         for p in draft.postings:
             self._postings.append(
                 {
@@ -96,19 +127,20 @@ class LedgerWriter:
                     "sett_date": sett_date,
                 }
             )
-        return int(entry_id)
+        return entry_id
 
-    def mark(self) -> int:
+    def mark(self) -> tuple[int, int]:
         """What is buffered now; ``restore`` returns to it after a savepoint rolled back."""
-        return len(self._postings)
+        return len(self._entries), len(self._postings)
 
-    def restore(self, mark: int) -> None:
-        del self._postings[mark:]
+    def restore(self, mark: tuple[int, int]) -> None:
+        del self._entries[mark[0] :]
+        del self._postings[mark[1] :]
 
     def flush(self, now: datetime) -> None:
         """Lock the ledger and the touched balances, then write the buffered postings (ids in
         posting order, running balances) and the new balances."""
-        if not self._postings:
+        if not self._entries:
             return
         lock_ledger(self._session)
         running = self._lock_balances(
@@ -122,13 +154,19 @@ class LedgerWriter:
         except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
             raise PermanentError(f"a balance would lose precision: {type(exc).__name__}") from exc
         postings = table_of(LedgerPosting)
-        ids = self._session.execute(
-            insert(postings).returning(postings.c.id, sort_by_parameter_order=True),
-            self._postings,
-        ).scalars()
-        last: dict[tuple[str, str], int] = {}
-        for row, posting_id in zip(self._postings, ids, strict=True):
-            last[(row["account_id"], row["currency"])] = posting_id
+        # Under the ledger lock nobody else inserts postings: ours are the ids above ``before``,
+        # given in list order by one executemany (pipelined; no giant multi-row statement).
+        before = self._session.execute(select(func.max(postings.c.id))).scalar_one() or 0
+        self._session.execute(insert(table_of(JournalEntry)), self._entries)
+        self._session.execute(insert(postings), self._postings)
+        last: dict[tuple[str, str], int] = {
+            (account, currency): posting_id
+            for account, currency, posting_id in self._session.execute(
+                select(postings.c.account_id, postings.c.currency, func.max(postings.c.id))
+                .where(postings.c.id > before)
+                .group_by(postings.c.account_id, postings.c.currency)
+            )
+        }
         balances = table_of(AccountBalance)
         self._session.execute(
             update(balances)
@@ -146,6 +184,7 @@ class LedgerWriter:
                 for (a, c), i in sorted(last.items())
             ],
         )
+        self._entries.clear()
         self._postings.clear()
 
     def _lock_balances(
