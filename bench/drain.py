@@ -205,7 +205,7 @@ def main() -> None:
         f"| {base_rate:.0f} | 1.00x |"
     )
     print(
-        f"| batch jobs, one transaction + a savepoint per event | {done} | {secs:.1f} "
+        f"| batch jobs, one transaction per batch | {done} | {secs:.1f} "
         f"| {rate:.0f} | {rate / base_rate:.2f}x |"
     )
 

@@ -24,6 +24,7 @@ from app.store import events as event_store
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
+from app.store.journal import flush_ledger
 from app.store.models import InboundEvent, LedgerPosting, Signal
 from workers.apply import Context, apply_event
 from workers.jobs import utcnow
@@ -155,6 +156,7 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
             )
             with exact():
                 status = apply_event(session, row, parsed, ctx)
+            flush_ledger(session, ctx.now)
             session.flush()
         except (HookError, PermanentError, ArithmeticError) as exc:
             return Outcome(event_id, "error", f"would fail: {exc}")

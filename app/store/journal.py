@@ -221,6 +221,13 @@ def ledger_writer(session: Session) -> LedgerWriter:
     return writer
 
 
+def flush_ledger(session: Session, now: datetime) -> None:
+    """Write what the session's transaction posted so far (commit does this by itself)."""
+    writer = session.info.get(_WRITER)
+    if isinstance(writer, LedgerWriter):
+        writer.flush(now)
+
+
 def post_entry(
     session: Session,
     draft: EntryDraft,

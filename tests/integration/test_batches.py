@@ -1,0 +1,163 @@
+"""Batch processing (``process_events``): the same ledger as one event at a time, a failing event
+isolated from its batch, and a batch that fails as a whole redone one by one."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from app.store.models import InboundEvent, LedgerPosting, Order
+from tests.conftest import run_jobs
+from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
+from tests.integration.test_processing import HISTORY, failing_orders  # noqa: F401 - fixture
+from tests.support import count, event, htx_update, post_htx, post_trx
+from workers.jobs import process_event, process_events
+
+_orders = itertools.count(5000)
+
+
+def _store(client, runtime, payloads: list[dict[str, object]]) -> list[str]:
+    """Receive ``payloads`` (HTTP, real ingest) and take their jobs off the queue."""
+    ids = [post_htx(client, p).json()["event_id"] for p in payloads]
+    runtime.events.queue.empty()
+    return ids
+
+
+def _postings(engine, event_ids: list[str]) -> list[tuple[str, str, object]]:
+    """(tran_type, currency, amount) of the customer postings of ``event_ids``, in id order."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(LedgerPosting)
+            .where(col(LedgerPosting.event_id).in_(event_ids), col(LedgerPosting.customer))
+            .order_by(col(LedgerPosting.id))
+        ).scalars()
+        return [(r.tran_type, r.currency, r.amount) for r in rows]
+
+
+def _order(engine, order_id: int) -> tuple[object, ...]:
+    with Session(engine) as session:
+        row = session.execute(select(Order).where(Order.order_id == str(order_id))).scalar_one()
+        return (row.state, row.filled_amount, row.filled_cash_amount, row.filled_fees)
+
+
+@hsettings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    arrivals=st.lists(st.sampled_from(range(len(HISTORY))), min_size=1, max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_a_batch_posts_what_one_event_at_a_time_posts(client, runtime, arrivals, seed):
+    one, batched = next(_orders), next(_orders)
+    singles = _store(client, runtime, [htx_update(one, *HISTORY[i]) for i in arrivals])
+    grouped = _store(client, runtime, [htx_update(batched, *HISTORY[i]) for i in arrivals])
+
+    for event_id in singles:
+        process_event(event_id)
+    # The same arrivals in random batches (a batch applies its events in id = arrival order).
+    rng, rest = random.Random(seed), list(grouped)
+    while rest:
+        size = rng.randint(1, 5)
+        process_events(rest[:size])
+        rest = rest[size:]
+
+    assert _order(runtime.engine, batched) == _order(runtime.engine, one)
+    assert _postings(runtime.engine, grouped) == _postings(runtime.engine, singles)
+    assert [event(runtime.engine, e).status for e in grouped] == [
+        event(runtime.engine, e).status for e in singles
+    ]
+    assert_ledger_verifies(runtime)
+
+
+def test_a_failing_event_leaves_the_rest_of_its_batch_applied(client, runtime):
+    order = next(_orders)
+    good = htx_update(order, "filled", "1", "100", "0.1")
+    clash = {**htx_update(order, "filled", "2", "200", "0.2"), "symbol": "ethusdt"}
+    other = htx_update(next(_orders), "filled", "3", "300", "0.3")
+    ids = _store(client, runtime, [good, clash, other])
+
+    assert process_events(ids) == {"processed": 2, "dead": 1}
+
+    statuses = [event(runtime.engine, e).status for e in ids]
+    assert statuses == ["processed", "dead", "processed"]
+    assert "ethusdt" in (event(runtime.engine, ids[1]).last_error or "")
+    assert len(_postings(runtime.engine, ids)) == 6  # 3 per applied fill, none for the clash
+    assert_ledger_verifies(runtime)
+    # Applying the batch again changes nothing.
+    assert process_events(ids) == {"processed": 2, "dead": 1}
+    assert len(_postings(runtime.engine, ids)) == 6
+
+
+def test_a_batch_that_fails_as_a_whole_is_redone_one_by_one(
+    client,
+    runtime,
+    failing_orders,  # noqa: F811 - fixture: every insert into orders fails
+):
+    fill = htx_update(next(_orders), "filled", "1", "100", "0.1")
+    deposit = {
+        "type": "deposit",
+        "id": 9,
+        "address": "T9z6yrJXuiJpfWhis3Ae9nHK7k65yM5AHP",
+        "fromAddress": "TE9eC5EiHx9zD5bWfzyPhtQ94s7QMqv2CQ",
+        "amount": 5_000_000,
+        "txHash": "cd" * 32,
+        "createdAt": "2025-10-08 16:49:17",
+    }
+    fill_id = post_htx(client, fill).json()["event_id"]
+    deposit_id = post_trx(client, deposit).json()["event_id"]
+    runtime.events.queue.empty()
+
+    # Locking the batch's orders fails, so the whole batch fails, twice; one by one, the
+    # deposit is applied and the fill is counted as a failed attempt, to be retried.
+    assert process_events([fill_id, deposit_id]) == {"retrying": 1, "processed": 1}
+    assert (event(runtime.engine, fill_id).status, event(runtime.engine, fill_id).attempts) == (
+        "retrying",
+        1,
+    )
+    assert event(runtime.engine, deposit_id).status == "processed"
+    assert count(runtime.engine, Order) == 0
+
+
+def test_receipts_queue_one_job_per_flush_and_the_worker_applies_it(client, runtime):
+    ids = [
+        post_htx(client, htx_update(next(_orders), "filled", "1", "10", "0")).json()["event_id"]
+        for _ in range(3)
+    ]
+    jobs = runtime.events.queue.get_jobs()
+    assert [job.func_name for job in jobs] == ["workers.jobs.process_events"] * 3
+    assert [job.args[0] for job in jobs] == [[e] for e in ids]  # one request at a time here
+    assert {event(runtime.engine, e).queued_job for e in ids} == {job.id for job in jobs}
+    run_jobs(runtime)
+    assert [event(runtime.engine, e).status for e in ids] == ["processed"] * 3
+
+
+def test_concurrent_receipts_are_stored_in_shared_batches_with_exact_answers(client, runtime):
+    orders = [next(_orders) for _ in range(30)]
+    payloads = [htx_update(o, "filled", "1", "10", "0") for o in orders]
+    payloads += [payloads[i] for i in range(0, 30, 3)]  # 10 duplicates, sent concurrently
+    random.Random(7).shuffle(payloads)
+    with ThreadPoolExecutor(max_workers=16) as pool:  # requests in flight together, one loop
+        answers = list(pool.map(lambda p: (p["order-id"], post_htx(client, p)), payloads))
+
+    by_order: dict[object, list[dict[str, str]]] = {}
+    for order, response in answers:
+        assert response.status_code == 200, response.text
+        by_order.setdefault(order, []).append(response.json())
+    for replies in by_order.values():
+        assert sorted(r["status"] for r in replies)[0] == "accepted"
+        assert [r["status"] for r in replies].count("accepted") == 1
+        assert len({r["event_id"] for r in replies}) == 1
+    assert count(runtime.engine, InboundEvent) == 30
+    jobs = runtime.events.queue.get_jobs()
+    queued = [e for job in jobs for e in job.args[0]]
+    assert sorted(queued) == sorted(r[0]["event_id"] for r in by_order.values())
+    assert len(jobs) < 30  # receipts in flight together shared a flush
+    run_jobs(runtime)
+    assert count(runtime.engine, InboundEvent, col(InboundEvent.status) == "processed") == 30
