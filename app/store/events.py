@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from app.store.db import insert_ignore
 from app.store.models import EventAttempt, InboundEvent, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
@@ -39,14 +39,24 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
     """Store each row (all ``inbound_events`` columns) unless its (source, idempotency_key)
     exists; return, per (source, key), the id that is stored and whether this call stored it.
 
-    One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, then one lookup for the keys
-    that were already there. Rows sharing a key: the first is stored. Does not commit."""
+    One executemany ``INSERT ... ON CONFLICT DO NOTHING`` (one prepared statement, pipelined on
+    PostgreSQL: no per-batch SQL to compile), then one lookup of which of our new ids are
+    there; only keys that were already stored need a second lookup. Rows sharing a key: the
+    first is stored. Does not commit."""
     table = table_of(InboundEvent)
     dialect = session.get_bind().dialect.name
-    stmt = insert_ignore(dialect, table, rows, ["source", "idempotency_key"]).returning(
-        table.c.id, table.c.source, table.c.idempotency_key
+    # In key order: two transactions inserting the same keys wait for each other in the same
+    # order, never in opposite orders (a deadlock on PostgreSQL's unique index).
+    session.execute(
+        _insert_ignore_events(dialect),
+        sorted(rows, key=lambda r: (r["source"], r["idempotency_key"])),
     )
-    receipts = {(src, key): Receipt(event_id, True) for event_id, src, key in session.execute(stmt)}
+    ours = [row["id"] for row in rows]
+    stored = set(session.execute(select(table.c.id).where(_any(table.c.id, ours))).scalars())
+    receipts: dict[tuple[str, str], Receipt] = {}
+    for row in rows:
+        if row["id"] in stored:
+            receipts[(row["source"], row["idempotency_key"])] = Receipt(row["id"], True)
     missing = {(r["source"], r["idempotency_key"]) for r in rows} - receipts.keys()
     if missing:
         found = session.execute(
@@ -56,6 +66,18 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
         )
         receipts.update({(src, key): Receipt(event_id, False) for event_id, src, key in found})
     return receipts
+
+
+def _insert_ignore_events(dialect: str) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table_of(InboundEvent)).on_conflict_do_nothing(
+        index_elements=["source", "idempotency_key"]
+    )
+
+
+def _any(column: Any, values: list[str]) -> Any:
+    """``column IN values`` as one statement whatever the count (an expanding parameter)."""
+    return column.in_(bindparam("any_values", values, expanding=True))
 
 
 def lock_event(session: Session, event_id: str) -> InboundEvent | None:
