@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,6 +112,20 @@ class _Pending:
             self.answer.set_result(outcome)
 
 
+@dataclass(slots=True)
+class _JobWindow:
+    """One processing job being filled by consecutive flushes. It is queued once it is full
+    (``batch_size``) or ``enqueue_linger_ms`` after it opened, and never while a flush that
+    stored rows under its name has not added their ids yet."""
+
+    name: str
+    ids: list[str] = field(default_factory=list)
+    flushing: int = 0
+    due: bool = False
+    sent: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 FLUSHES_IN_FLIGHT = 1  # 2 measured slower (bench.ingest): batches shrink, costs per batch stay
 
 
@@ -124,7 +138,8 @@ class Ingestor:
     executemany insert), and one Redis pipeline that remembers the ids and queues one
     processing job. Nothing waits for a timer: a lone request is flushed at once, and under
     load each flush gathers what arrived during the previous one. Every request still gets its
-    answer only after its row committed.
+    answer only after its row committed. Processing jobs are made per *window* of consecutive
+    flushes (``_JobWindow``), so a steady trickle of small flushes still makes few jobs.
     """
 
     def __init__(
@@ -134,11 +149,15 @@ class Ingestor:
         dedupe: Dedupe,
         queue: EventQueue,
         batch_size: int = 200,
+        linger_s: float = 0.02,
     ) -> None:
         self._engine = engine
         self._dedupe = dedupe
         self._queue = queue
         self._batch_size = batch_size
+        self._linger_s = linger_s
+        self._window: _JobWindow | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._parked: list[_Pending] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
@@ -207,8 +226,12 @@ class Ingestor:
         leaders: dict[tuple[str, str], _Pending] = {}
         for pending in todo:
             leaders.setdefault(pending.sql_key, pending)
+        window = self._open_window(todo[0].event_id)
+        window.flushing += 1
         try:
-            receipts = await to_thread.run_sync(self._store_and_queue, list(leaders.values()))
+            receipts = await to_thread.run_sync(
+                self._store_and_remember, list(leaders.values()), window.name
+            )
         except SQLAlchemyError as exc:
             log.error("ingest.store_failed", events=len(todo), error=type(exc).__name__)
             claimed = [p for p, c in zip(batch, claims, strict=True) if c.claimed]
@@ -216,32 +239,90 @@ class Ingestor:
             for pending in todo:
                 pending.resolve(Unavailable("the event could not be stored; retry later"))
             return
+        finally:
+            window.flushing -= 1
+        outcomes = []
         for pending in todo:
             receipt = receipts[pending.sql_key]
             first = receipt.created and leaders[pending.sql_key] is pending
-            pending.resolve(Outcome("accepted" if first else "duplicate", receipt.event_id))
+            if first:
+                window.ids.append(receipt.event_id)
+            outcomes.append(Outcome("accepted" if first else "duplicate", receipt.event_id))
+        if len(window.ids) >= self._batch_size:
+            window.due = True
+        if self._take_if_due(window):
+            await self._send(window)  # full, or no linger: queued before the answers go out
+        for pending, outcome in zip(todo, outcomes, strict=True):
+            pending.resolve(outcome)
 
-    def _store_and_queue(self, leaders: list[_Pending]) -> dict[tuple[str, str], Receipt]:
-        """In a worker thread: commit the rows, then remember them in Redis and queue one job
-        for the new ones, in one pipeline. Raises ``SQLAlchemyError``; Redis failures are
-        logged (the events are durable and the sweep queues them)."""
-        job = batch_job_id(leaders[0].event_id)
+    def _store_and_remember(
+        self, leaders: list[_Pending], job: str
+    ) -> dict[tuple[str, str], Receipt]:
+        """In a worker thread: commit the rows (each naming the job that will carry it), then
+        remember them in Redis in one pipeline. Raises ``SQLAlchemyError``; Redis failures are
+        logged (SQL still decides duplicates)."""
         for pending in leaders:
             pending.row["queued_job"] = job
         with Session(self._engine) as session, session.begin():
             receipts = event_store.insert_many(session, [p.row for p in leaders])
-        created = [p.event_id for p in leaders if receipts[p.sql_key].created]
         try:
-            with self._queue.connection.pipeline() as pipe:
-                if created:  # first: RQ opens the pipeline's MULTI itself
-                    self._queue.enqueue_batch(created, job, pipeline=pipe)
+            with self._queue.connection.pipeline(transaction=False) as pipe:
                 for pending in leaders:
                     receipt = receipts[pending.sql_key]
                     self._dedupe.remember_in(pipe, pending.source, pending.key, receipt.event_id)
                 pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning("ingest.enqueue_failed", events=len(created), error=type(exc).__name__)
+            log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
         return receipts
+
+    # --- processing jobs: one per window of consecutive flushes ----------------------------
+
+    def _open_window(self, first_event_id: str) -> _JobWindow:
+        window = self._window
+        if window is None or window.due:
+            window = self._window = _JobWindow(batch_job_id(first_event_id))
+            if self._linger_s > 0:
+                window.timer = asyncio.get_running_loop().call_later(
+                    self._linger_s, self._expire, window
+                )
+            else:
+                window.due = True
+        return window
+
+    def _expire(self, window: _JobWindow) -> None:
+        window.due = True
+        if self._take_if_due(window):
+            task = asyncio.create_task(self._send(window))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    def _take_if_due(self, window: _JobWindow) -> bool:
+        """Close ``window`` if it is due and no flush holds it; True if it has a job to send."""
+        if not window.due or window.flushing or window.sent:
+            return False
+        window.sent = True
+        if window.timer is not None:
+            window.timer.cancel()
+        if self._window is window:
+            self._window = None
+        return bool(window.ids)
+
+    async def _send(self, window: _JobWindow) -> None:
+        try:
+            await to_thread.run_sync(self._queue.enqueue_batch, window.ids, window.name)
+        except (RedisError, OSError) as exc:
+            # The events are durable; the sweep queues them once Redis answers again.
+            log.warning("ingest.enqueue_failed", events=len(window.ids), error=type(exc).__name__)
+
+    async def close(self) -> None:
+        """Queue the job being filled now and wait for queued sends (web shutdown)."""
+        window = self._window
+        if window is not None:
+            window.due = True
+            if self._take_if_due(window):
+                await self._send(window)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
 
 def _row(

@@ -70,11 +70,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
             queue=events,
             batch_size=settings.processing.batch_size,
+            linger_s=settings.processing.enqueue_linger_ms / 1000,
         )
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
         try:
             yield
         finally:
+            await app.state.ingestor.close()
             await async_client.aclose()
             sync_client.close()
             engine.dispose()

@@ -24,6 +24,7 @@ CONFIG = f"""
 queue = "hl-bench"
 stale_after_s = 3600
 sweep_interval_s = 3600
+batch_size = {{batch_size}}
 
 [sources.htx-bench]
 kind = "htx"
@@ -72,9 +73,9 @@ def flush_redis() -> None:
     client.close()
 
 
-def environment(database_url: str, workdir: Path) -> dict[str, str]:
+def environment(database_url: str, workdir: Path, *, batch_size: int = 200) -> dict[str, str]:
     config = workdir / "bench.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG.replace("{batch_size}", str(batch_size)))
     return {
         **os.environ,
         "HOOKLEDGER_CONFIG": str(config),

@@ -110,6 +110,7 @@ trusted_proxies = ["127.0.0.1/32"]
 
 [processing]
 queue = "hl-test"
+enqueue_linger_ms = 0               # each receipt's job is queued before its answer
 retry_delays_s = [0, 0]
 stale_after_s = 1
 sweep_interval_s = 0.2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from hypothesis import HealthCheck, given
@@ -12,7 +13,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlmodel import Session, col
+from starlette.testclient import TestClient
 
+from app.main import create_app
+from app.settings import load_settings
 from app.store.models import InboundEvent, LedgerPosting, Order
 from tests.conftest import run_jobs
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
@@ -161,3 +165,28 @@ def test_concurrent_receipts_are_stored_in_shared_batches_with_exact_answers(cli
     assert len(jobs) < 30  # receipts in flight together shared a flush
     run_jobs(runtime)
     assert count(runtime.engine, InboundEvent, col(InboundEvent.status) == "processed") == 30
+
+
+def test_receipts_within_the_linger_share_one_job_queued_when_it_ends(config_path, env, runtime):
+    config_path.write_text(
+        config_path.read_text().replace("enqueue_linger_ms = 0", "enqueue_linger_ms = 1000")
+    )
+    lingering = load_settings(env)
+    assert lingering.processing.enqueue_linger_ms == 1000
+    with TestClient(create_app(lingering), client=("127.0.0.1", 50000)) as slow:
+        ids = [
+            post_htx(slow, htx_update(next(_orders), "filled", "1", "10", "0")).json()["event_id"]
+            for _ in range(3)
+        ]
+        assert runtime.events.queue.count == 0  # answered (stored), the job still gathering
+        deadline = time.monotonic() + 5
+        while runtime.events.queue.count == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        jobs = runtime.events.queue.get_jobs()
+        assert [job.args[0] for job in jobs] == [ids]
+        assert {event(runtime.engine, e).queued_job for e in ids} == {jobs[0].id}
+        later = post_htx(slow, htx_update(next(_orders), "filled", "1", "10", "0")).json()
+    # Shutting the web process down queues the job it was still gathering.
+    assert [job.args[0] for job in runtime.events.queue.get_jobs()][-1] == [later["event_id"]]
+    run_jobs(runtime)
+    assert {event(runtime.engine, e).status for e in [*ids, later["event_id"]]} == {"processed"}

@@ -1,0 +1,134 @@
+"""End-to-end benchmark: receipt to ledger commit at a steady rate, on the Procfile's processes.
+
+    python -m bench.e2e [--rate 500] [--duration 30] [--warmup 5] [--workers 2] [--db postgresql]
+
+Starts ``hookledger web --workers 2`` and ``--workers`` ``hookledger worker`` processes on a
+fresh database, sends unique signed HTX fills at ``--rate`` per second (open loop, 32
+keep-alive connections), and watches the database for each accepted event to be applied
+(polled every 10 ms). Reports the HTTP answer latency and the receipt-to-commit latency
+(from the moment a request was due to the moment its event was seen applied), p50/p99/max,
+over the events sent after ``--warmup`` seconds.
+
+Baseline, same run: the same load with ``processing.batch_size = 1`` (one event per receipt
+flush and per job, the earlier design's granularity) for ``--baseline-duration`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from statistics import quantiles
+
+from app.store.db import make_engine
+from bench.common import (
+    PYTHON,
+    environment,
+    flush_redis,
+    free_port,
+    fresh_database,
+    start,
+    stop,
+    wait_http,
+)
+from bench.load import CommitWatcher, htx_bodies, run_load
+
+
+def pct(values: list[float], p: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        url = fresh_database(args.db, workdir)
+        flush_redis()
+        env = environment(url, workdir, batch_size=batch_size)
+        port = free_port()
+        procs = [
+            start([PYTHON, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"], env)
+        ]
+        procs += [start([PYTHON, "-m", "app.cli", "worker"], env) for _ in range(args.workers)]
+        engine = make_engine(url)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz")
+            time.sleep(1)
+            accepted: list[tuple[str, float]] = []
+            watcher = CommitWatcher(engine, accepted, interval_s=0.01)
+            watcher.start()
+            load = asyncio.run(
+                run_load(
+                    "127.0.0.1",
+                    port,
+                    "/hooks/htx-bench",
+                    htx_bodies(),
+                    rate=args.rate,
+                    count=int(args.rate * duration),
+                    accepted=accepted,
+                )
+            )
+            watcher.stopping.set()
+            watcher.join(timeout=args.drain_timeout)
+            unapplied = len(watcher.pending)
+        finally:
+            for proc in procs:
+                stop(proc)
+            engine.dispose()
+    t0 = min(s.due for s in load.sent)
+    cutoff = t0 + args.warmup
+    http = [(s.done - s.due) * 1000 for s in load.sent if s.due >= cutoff]
+    commit = [(seen - due) * 1000 for due, seen in watcher.seen.values() if due >= cutoff]
+    errors = sum(1 for s in load.sent if s.status != 200)
+    return {
+        "sent": len(load.sent),
+        "errors": errors,
+        "unapplied": unapplied,
+        "http_p50": pct(http, 50),
+        "http_p99": pct(http, 99),
+        "commit_p50": pct(commit, 50),
+        "commit_p99": pct(commit, 99),
+        "commit_max": max(commit) if commit else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500)
+    parser.add_argument("--duration", type=int, default=30)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--baseline-duration", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default="postgresql", choices=("postgresql", "sqlite"))
+    parser.add_argument("--drain-timeout", type=float, default=120)
+    args = parser.parse_args()
+    rows = []
+    if args.baseline_duration:
+        rows.append(
+            ("batch_size = 1 (baseline)", run(args, batch_size=1, duration=args.baseline_duration))
+        )
+    rows.append(("batch_size = 200 (default)", run(args, batch_size=200, duration=args.duration)))
+    print(
+        f"\n{args.rate:.0f} events/s, web --workers 2 + {args.workers} worker(s), {args.db}, "
+        f"first {args.warmup:.0f} s excluded; commit = first seen applied (10 ms polls)"
+    )
+    print(
+        "| design | sent | non-2xx | not applied | HTTP p50 ms | HTTP p99 ms "
+        "| commit p50 ms | commit p99 ms | commit max ms |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in rows:
+        print(
+            f"| {name} | {r['sent']:.0f} | {r['errors']:.0f} | {r['unapplied']:.0f} "
+            f"| {r['http_p50']:.1f} | {r['http_p99']:.1f} | {r['commit_p50']:.1f} "
+            f"| {r['commit_p99']:.1f} | {r['commit_max']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HOOKLEDGER_LOG_LEVEL", "WARNING")
+    main()

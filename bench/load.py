@@ -1,0 +1,160 @@
+"""An open-loop HTTP load generator on raw asyncio streams, and a watcher of ledger commits.
+
+Requests are sent at a fixed rate over keep-alive connections; each request's latency counts
+from the moment it was *due* (not when a connection was free), so a stalled server cannot hide
+its queueing (no coordinated omission). ``CommitWatcher`` polls the database for the events it
+is told about and records when each is first seen applied: receipt-to-commit latency as a
+reader of the ledger would see it (resolution: the poll interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import Engine, bindparam, select
+from sqlmodel import Session, col
+
+from app.store.models import InboundEvent
+from bench.common import SECRET
+
+
+def htx_bodies(start: int = 20_000_000) -> Iterator[bytes]:
+    """Unique signed-able HTX fills, one order each."""
+    for n in itertools.count(start):
+        yield orjson.dumps(
+            {
+                "order-id": n,
+                "account-id": 1001,
+                "symbol": "btcusdt",
+                "type": "buy-limit",
+                "amount": "0.03",
+                "price": "42000.5",
+                "filled-amount": "0.03",
+                "filled-cash-amount": "1260.015",
+                "filled-fees": "0.00006",
+                "state": "filled",
+            }
+        )
+
+
+def request_bytes(path: str, body: bytes) -> bytes:
+    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"X-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@dataclass
+class Sent:
+    due: float
+    done: float
+    status: int
+    event_id: str | None
+
+
+@dataclass
+class LoadResult:
+    sent: list[Sent] = field(default_factory=list)
+    late: int = 0  # requests that found no free connection at their due time
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
+async def run_load(
+    host: str,
+    port: int,
+    path: str,
+    bodies: Iterator[bytes],
+    *,
+    rate: float,
+    count: int,
+    connections: int = 32,
+    on_accepted: threading.Event | None = None,
+    accepted: list[tuple[str, float]] | None = None,
+) -> LoadResult:
+    """Send ``count`` requests at ``rate`` per second; ``accepted`` gets (event id, due time)
+    of each 200 ``accepted`` as it arrives."""
+    result = LoadResult()
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while (item := await queue.get()) is not None:
+                due, payload = item
+                writer.write(payload)
+                status, body = await _read_response(reader)
+                done = time.monotonic()
+                event_id = None
+                if status == 200:
+                    answer = orjson.loads(body)
+                    event_id = answer.get("event_id")
+                    if accepted is not None and answer.get("status") == "accepted":
+                        accepted.append((event_id, due))
+                result.sent.append(Sent(due, done, status, event_id))
+        finally:
+            writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    start = time.monotonic()
+    for n in range(count):
+        due = start + n / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if queue.qsize() > 0:
+            result.late += 1
+        queue.put_nowait((due, request_bytes(path, next(bodies))))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return result
+
+
+class CommitWatcher(threading.Thread):
+    """Polls which of the accepted events are applied; records when each is first seen."""
+
+    def __init__(self, engine: Engine, accepted: list[tuple[str, float]], interval_s: float):
+        super().__init__(daemon=True)
+        self._engine = engine
+        self._accepted = accepted
+        self._interval = interval_s
+        self._taken = 0
+        self.pending: dict[str, float] = {}
+        self.seen: dict[str, tuple[float, float]] = {}  # id -> (due, first seen applied)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        stmt = select(col(InboundEvent.id)).where(
+            col(InboundEvent.id).in_(bindparam("ids", expanding=True)),
+            col(InboundEvent.status).in_(["processed", "unhandled"]),
+        )
+        while not (self.stopping.is_set() and not self.pending):
+            fresh = self._accepted[self._taken :]
+            self._taken += len(fresh)
+            self.pending.update(fresh)
+            if self.pending:
+                with Session(self._engine) as session:
+                    applied = session.execute(stmt, {"ids": list(self.pending)}).scalars().all()
+                now = time.monotonic()
+                for event_id in applied:
+                    self.seen[event_id] = (self.pending.pop(event_id), now)
+            time.sleep(self._interval)
