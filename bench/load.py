@@ -1,10 +1,8 @@
-"""An open-loop HTTP load generator on raw asyncio streams, and a watcher of ledger commits.
+"""An open-loop HTTP load generator on raw asyncio streams.
 
 Requests are sent at a fixed rate over keep-alive connections; each request's latency counts
 from the moment it was *due* (not when a connection was free), so a stalled server cannot hide
-its queueing (no coordinated omission). ``CommitWatcher`` polls the database for the events it
-is told about and records when each is first seen applied: receipt-to-commit latency as a
-reader of the ledger would see it (resolution: the poll interval).
+its queueing (no coordinated omission).
 """
 
 from __future__ import annotations
@@ -13,16 +11,12 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
-from sqlalchemy import Engine, bindparam, select
-from sqlmodel import Session, col
 
-from app.store.models import InboundEvent
 from bench.common import SECRET
 
 
@@ -87,7 +81,6 @@ async def run_load(
     rate: float,
     count: int,
     connections: int = 32,
-    on_accepted: threading.Event | None = None,
     accepted: list[tuple[str, float]] | None = None,
 ) -> LoadResult:
     """Send ``count`` requests at ``rate`` per second; ``accepted`` gets (event id, due time)
@@ -127,34 +120,3 @@ async def run_load(
         queue.put_nowait(None)
     await asyncio.gather(*workers)
     return result
-
-
-class CommitWatcher(threading.Thread):
-    """Polls which of the accepted events are applied; records when each is first seen."""
-
-    def __init__(self, engine: Engine, accepted: list[tuple[str, float]], interval_s: float):
-        super().__init__(daemon=True)
-        self._engine = engine
-        self._accepted = accepted
-        self._interval = interval_s
-        self._taken = 0
-        self.pending: dict[str, float] = {}
-        self.seen: dict[str, tuple[float, float]] = {}  # id -> (due, first seen applied)
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        stmt = select(col(InboundEvent.id)).where(
-            col(InboundEvent.id).in_(bindparam("ids", expanding=True)),
-            col(InboundEvent.status).in_(["processed", "unhandled"]),
-        )
-        while not (self.stopping.is_set() and not self.pending):
-            fresh = self._accepted[self._taken :]
-            self._taken += len(fresh)
-            self.pending.update(fresh)
-            if self.pending:
-                with Session(self._engine) as session:
-                    applied = session.execute(stmt, {"ids": list(self.pending)}).scalars().all()
-                now = time.monotonic()
-                for event_id in applied:
-                    self.seen[event_id] = (self.pending.pop(event_id), now)
-            time.sleep(self._interval)

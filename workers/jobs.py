@@ -26,7 +26,7 @@ from app.domain.money import exact
 from app.domain.sources import parse_event
 from app.domain.sources.base import ParsedEvent
 from app.store import events as event_store
-from app.store.journal import ledger_writer
+from app.store.journal import flush_ledger, ledger_writer
 from app.store.models import InboundEvent
 from workers.apply import Context, aggregate_of, apply_event, lock_aggregates
 from workers.outbox import write_signals
@@ -88,7 +88,7 @@ def _apply_batch(
     (and rolls everything back); with it, each event has a savepoint and failures are counted."""
     statuses: dict[str, str] = {}
     created: list[int] = []
-    applied: list[tuple[InboundEvent, str, datetime]] = []
+    applied: list[tuple[InboundEvent, str]] = []
     with Session(runtime.engine) as session, session.begin():
         ledger = ledger_writer(session)
         pending = []
@@ -107,11 +107,9 @@ def _apply_batch(
                     # writes the batch's changes at the end, grouped, not event by event.
                     scope = session.begin_nested() if isolate else session.no_autoflush
                     with scope:
-                        status, signals, now = _apply_effects(
-                            runtime, session, row, prepared[row.id]
-                        )
+                        status, signals = _apply_effects(runtime, session, row, prepared[row.id])
                     created.extend(signals)
-                    applied.append((row, status, now))
+                    applied.append((row, status))
                 except (OperationalError, InterfaceError):
                     raise  # the connection itself failed: the whole batch is redone
                 except Exception as exc:
@@ -129,10 +127,16 @@ def _apply_batch(
                 else:
                     log.info("event.processed", status=status)
             statuses[row.id] = status
-        event_store.mark_applied(session, applied, started=started)
+        _finish(session, applied, started)
     for event_id in event_ids:
         statuses.setdefault(event_id, "missing")
     return statuses, created
+
+
+def _finish(session: Session, applied: list[tuple[InboundEvent, str]], started: datetime) -> None:
+    """Write the ledger, then mark the events applied, stamped just before COMMIT."""
+    flush_ledger(session, utcnow())
+    event_store.mark_applied(session, applied, started=started, finished=utcnow())
 
 
 def _process_one(runtime: Runtime, event_id: str) -> str:
@@ -165,10 +169,8 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
             return "missing"
         if row.status in event_store.FINAL:
             return row.status
-        status, created, now = _apply_effects(
-            runtime, session, row, _prepare_or_error(runtime, row)
-        )
-        event_store.mark_applied(session, [(row, status, now)], started=started)
+        status, created = _apply_effects(runtime, session, row, _prepare_or_error(runtime, row))
+        _finish(session, [(row, status)], started)
     # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
     _queue_signals(runtime, created)
     return status
@@ -200,10 +202,9 @@ def _prepare(runtime: Runtime, row: InboundEvent) -> _Prepared:
 
 def _apply_effects(
     runtime: Runtime, session: Session, row: InboundEvent, prepared: _Prepared | Exception
-) -> tuple[str, list[int], datetime]:
+) -> tuple[str, list[int]]:
     """Apply the locked, pending ``row``'s effects in the session's transaction (the caller
-    marks it). Returns its status, the ids of the signals it made and the time it was applied.
-    Raises on any failure."""
+    marks it). Returns its status and the ids of the signals it made. Raises on any failure."""
     if isinstance(prepared, Exception):
         raise prepared
     parsed, ctx = prepared.parsed, prepared.ctx
@@ -223,7 +224,7 @@ def _apply_effects(
                 account_id=prepared.signal_account,
                 now=ctx.now,
             )
-    return status, created, ctx.now
+    return status, created
 
 
 def _prepare_all(

@@ -104,11 +104,15 @@ def lock_events(session: Session, event_ids: list[str]) -> list[InboundEvent]:
 
 
 def mark_applied(
-    session: Session, applied: list[tuple[InboundEvent, str, datetime]], *, started: datetime
+    session: Session,
+    applied: list[tuple[InboundEvent, str]],
+    *,
+    started: datetime,
+    finished: datetime,
 ) -> None:
-    """Mark each locked (row, status, applied at) applied, with its attempt: one executemany
-    update and one multi-row insert, in the caller's transaction. The rows' ORM state is not
-    touched (nor flushed again)."""
+    """Mark each locked (row, status) applied at ``finished`` (callers stamp it just before
+    COMMIT), with its attempt: one executemany update and one executemany insert, in the
+    caller's transaction. The rows' ORM state is not touched (nor flushed again)."""
     if not applied:
         return
     events = table_of(InboundEvent)
@@ -122,7 +126,7 @@ def mark_applied(
             next_attempt_at=None,
             last_error=None,
         ),
-        [{"e_id": row.id, "e_status": status, "e_at": at} for row, status, at in applied],
+        [{"e_id": row.id, "e_status": status, "e_at": finished} for row, status in applied],
     )
     session.execute(
         insert(table_of(EventAttempt)),
@@ -131,11 +135,11 @@ def mark_applied(
                 "event_id": row.id,
                 "attempt": row.attempts + 1,
                 "started_at": started,
-                "finished_at": at,
+                "finished_at": finished,
                 "outcome": status,
                 "error": None,
             }
-            for row, status, at in applied
+            for row, status in applied
         ],
     )
 
