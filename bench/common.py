@@ -25,6 +25,7 @@ queue = "hl-bench"
 stale_after_s = 3600
 sweep_interval_s = 3600
 batch_size = {{batch_size}}
+enqueue_linger_ms = {{linger_ms}}
 
 [sources.htx-bench]
 kind = "htx"
@@ -73,9 +74,13 @@ def flush_redis() -> None:
     client.close()
 
 
-def environment(database_url: str, workdir: Path, *, batch_size: int = 200) -> dict[str, str]:
+def environment(
+    database_url: str, workdir: Path, *, batch_size: int = 200, linger_ms: float = 100
+) -> dict[str, str]:
     config = workdir / "bench.toml"
-    config.write_text(CONFIG.replace("{batch_size}", str(batch_size)))
+    config.write_text(
+        CONFIG.replace("{batch_size}", str(batch_size)).replace("{linger_ms}", str(linger_ms))
+    )
     return {
         **os.environ,
         "HOOKLEDGER_CONFIG": str(config),

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str
         workdir = Path(tmp)
         url = fresh_database(args.db, workdir)
         flush_redis()
-        env = environment(url, workdir, batch_size=batch_size)
+        env = environment(url, workdir, batch_size=batch_size, linger_ms=args.linger_ms)
         port = free_port()
         procs = [
             start([PYTHON, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"], env)
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--baseline-duration", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="hookledger worker processes")
+    parser.add_argument("--linger-ms", type=float, default=100, help="enqueue_linger_ms")
     parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--db", default="postgresql", choices=("postgresql", "sqlite"))
     parser.add_argument("--drain-timeout", type=float, default=120)
@@ -140,7 +141,8 @@ def main() -> None:
     print(
         f"\n{args.rate:.0f} events/s, web --workers {args.web_workers} + {args.workers} worker(s), "
         f"{args.db}, "
-        f"first {args.warmup:.0f} s excluded; commit = received_at to processed_at"
+        f"enqueue_linger_ms {args.linger_ms:.0f}, first {args.warmup:.0f} s excluded; "
+        "commit = received_at to processed_at"
     )
     print(
         "| design | sent | non-2xx | not applied | HTTP p50 ms | HTTP p99 ms "

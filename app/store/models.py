@@ -426,10 +426,15 @@ _PG_BALANCED = [
 
 
 def create_all(engine: Engine) -> None:
-    """Create every table that does not exist yet, and PostgreSQL's ledger triggers."""
-    SQLModel.metadata.create_all(engine)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(7414001)"))  # one creator at a time
+    """Create every table that does not exist yet, and PostgreSQL's ledger triggers.
+
+    One creator at a time (an advisory lock on PostgreSQL; SQLite's write lock), in one
+    transaction: processes started together on a fresh database (``hookledger up``, the
+    Procfile) would otherwise race between "does it exist" and CREATE, and all but one die."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7414001)"))
+        SQLModel.metadata.create_all(conn)
+        if engine.dialect.name == "postgresql":
             for statement in _PG_BALANCED:
                 conn.execute(text(statement))
