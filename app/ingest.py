@@ -25,7 +25,7 @@ import structlog
 from anyio import to_thread
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from app.domain.errors import Unavailable
@@ -229,34 +229,56 @@ class Ingestor:
         leaders: dict[tuple[str, str], _Pending] = {}
         for pending in todo:
             leaders.setdefault(pending.sql_key, pending)
-        window = self._open_window(todo[0].event_id)
+        window = self._open_window(todo[0].event_id, incoming=len(leaders))
         window.flushing += 1
         try:
-            receipts = await to_thread.run_sync(
-                self._store_and_remember, list(leaders.values()), window.name
-            )
-        except SQLAlchemyError as exc:
-            log.error("ingest.store_failed", events=len(todo), error=type(exc).__name__)
-            claimed = [p for p, c in zip(batch, claims, strict=True) if c.claimed]
-            await self._dedupe.release_many([(p.source, p.key, p.event_id) for p in claimed])
-            for pending in todo:
-                pending.resolve(Unavailable("the event could not be stored; retry later"))
-            return
-        finally:
+            receipts = await self._store(list(leaders.values()), window.name)
+        except BaseException:
             window.flushing -= 1
-        outcomes = []
+            if window.due:  # its linger ended during this flush: send what it holds
+                self._expire(window)
+            raise
+        window.flushing -= 1
+        outcomes: list[Outcome | Exception] = []
         for pending in todo:
-            receipt = receipts[pending.sql_key]
+            receipt = receipts.get(pending.sql_key)
+            if receipt is None:  # its row could not be stored: the sender retries
+                outcomes.append(Unavailable("the event could not be stored; retry later"))
+                continue
             first = receipt.created and leaders[pending.sql_key] is pending
             if first:
                 window.ids.append(receipt.event_id)
             outcomes.append(Outcome("accepted" if first else "duplicate", receipt.event_id))
+        unstored = [
+            (p.source, p.key, p.event_id)
+            for p, c in zip(batch, claims, strict=True)
+            if c.claimed and p.sql_key not in receipts
+        ]
+        await self._dedupe.release_many(unstored)
         if len(window.ids) >= self._batch_size:
             window.due = True
         if self._take_if_due(window):
             await self._send(window)  # full, or no linger: queued before the answers go out
         for pending, outcome in zip(todo, outcomes, strict=True):
             pending.resolve(outcome)
+
+    async def _store(self, leaders: list[_Pending], job: str) -> dict[tuple[str, str], Receipt]:
+        """Store the batch; if it fails for a reason other than the database being unreachable
+        (one row the database refuses), store its rows one by one so only that row fails.
+        Rows that could not be stored are missing from the result."""
+        try:
+            return await to_thread.run_sync(self._store_and_remember, leaders, job)
+        except (OperationalError, InterfaceError) as exc:
+            log.error("ingest.store_failed", events=len(leaders), error=type(exc).__name__)
+            return {}
+        except SQLAlchemyError as exc:
+            log.error("ingest.store_failed", events=len(leaders), error=type(exc).__name__)
+            if len(leaders) == 1:
+                return {}
+        receipts: dict[tuple[str, str], Receipt] = {}
+        for leader in leaders:
+            receipts.update(await self._store([leader], job))
+        return receipts
 
     def _store_and_remember(
         self, leaders: list[_Pending], job: str
@@ -280,8 +302,11 @@ class Ingestor:
 
     # --- processing jobs: one per window of consecutive flushes ----------------------------
 
-    def _open_window(self, first_event_id: str) -> _JobWindow:
+    def _open_window(self, first_event_id: str, *, incoming: int) -> _JobWindow:
         window = self._window
+        if window is not None and len(window.ids) + incoming > self._batch_size:
+            self._expire(window)  # full: a job never carries more than batch_size events
+            window = self._window
         if window is None or window.due:
             window = self._window = _JobWindow(batch_job_id(first_event_id))
             if self._linger_s > 0:
@@ -318,7 +343,10 @@ class Ingestor:
             log.warning("ingest.enqueue_failed", events=len(window.ids), error=type(exc).__name__)
 
     async def close(self) -> None:
-        """Queue the job being filled now and wait for queued sends (web shutdown)."""
+        """Finish the flushes under way, queue the job being filled and wait for the sends
+        (web shutdown)."""
+        if self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
         window = self._window
         if window is not None:
             window.due = True

@@ -18,6 +18,7 @@ from decimal import Inexact, InvalidOperation, Overflow, Underflow
 import structlog
 from redis.exceptions import RedisError
 from rq import get_current_job
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
@@ -64,11 +65,15 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
     statuses: dict[str, str] | None = None
     try:
         statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=False)
+    except BaseTimeoutException:
+        raise  # out of time: RQ fails the job; the sweep queues the events again
     except (OperationalError, InterfaceError) as exc:
         log.warning("batch.failed", events=len(ids), error=describe_error(exc))
     except Exception:  # noqa: BLE001 - an event failed: again, with a savepoint per event
         try:
             statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=True)
+        except BaseTimeoutException:
+            raise
         except Exception as exc:  # noqa: BLE001 - redone one by one, which records every failure
             log.warning("batch.failed", events=len(ids), error=describe_error(exc))
     if statuses is None:
@@ -98,7 +103,9 @@ def _apply_batch(
             else:
                 pending.append(row)
         ledger.expect(len(pending))  # an event posts at most one entry
-        prepared = _prepare_all(runtime, session, pending)
+        # With savepoints, each event creates its aggregates inside its own savepoint (a failed
+        # event must leave no row behind); without, they are created and locked ahead.
+        prepared = _prepare_all(runtime, session, pending, lock_ahead=not isolate)
         for row in pending:
             with structlog.contextvars.bound_contextvars(event_id=row.id):
                 mark = ledger.mark()
@@ -110,8 +117,8 @@ def _apply_batch(
                         status, signals = _apply_effects(runtime, session, row, prepared[row.id])
                     created.extend(signals)
                     applied.append((row, status))
-                except (OperationalError, InterfaceError):
-                    raise  # the connection itself failed: the whole batch is redone
+                except (OperationalError, InterfaceError, BaseTimeoutException):
+                    raise  # the connection failed, or time is up: not this event's fault
                 except Exception as exc:
                     if not isolate:
                         raise
@@ -144,6 +151,8 @@ def _process_one(runtime: Runtime, event_id: str) -> str:
     with structlog.contextvars.bound_contextvars(event_id=event_id):
         try:
             status = _apply_once(runtime, event_id, started)
+        except BaseTimeoutException:
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried or dead
             try:
                 status = record_failure(
@@ -228,9 +237,10 @@ def _apply_effects(
 
 
 def _prepare_all(
-    runtime: Runtime, session: Session, rows: list[InboundEvent]
+    runtime: Runtime, session: Session, rows: list[InboundEvent], *, lock_ahead: bool
 ) -> dict[str, _Prepared | Exception]:
-    """Parse every pending row and lock, ahead and in key order, the aggregates they change.
+    """Parse every pending row and (``lock_ahead``) lock, in key order, the aggregates they
+    change.
     A row that cannot be parsed keeps its error, raised when it is applied."""
     prepared: dict[str, _Prepared | Exception] = {}
     aggregates = []
@@ -243,7 +253,8 @@ def _prepare_all(
         agg = aggregate_of(row, ready.parsed, ready.ctx)
         if agg is not None:
             aggregates.append(agg)
-    lock_aggregates(session, aggregates)
+    if lock_ahead:
+        lock_aggregates(session, aggregates)
     return prepared
 
 

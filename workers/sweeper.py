@@ -67,6 +67,7 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
     batches = [lost[i : i + cfg.batch_size] for i in range(0, len(lost), cfg.batch_size)]
     names = [batch_job_id(batch[0]) for batch in batches]
     with Session(runtime.engine) as session, session.begin():
+        event_store.lock_ids(session, sorted(e for e, _ in due))
         event_store.mark_enqueued(session, still, now=now, keep_job=True)
         for batch, name in zip(batches, names, strict=True):
             event_store.mark_enqueued(session, batch, now=now, job=name)

@@ -192,6 +192,18 @@ def due_for_sweep(
     return [(event_id, job) for event_id, job in session.execute(stmt)]
 
 
+def lock_ids(session: Session, event_ids: list[str]) -> None:
+    """Lock the rows of ``event_ids`` in id order (the order batches lock them in), so a
+    transaction updating them in another order cannot deadlock with a batch."""
+    if event_ids:
+        session.execute(
+            select(col(InboundEvent.id))
+            .where(col(InboundEvent.id).in_(event_ids))
+            .order_by(col(InboundEvent.id))
+            .with_for_update()
+        ).all()
+
+
 def mark_enqueued(
     session: Session,
     event_ids: list[str],

@@ -17,12 +17,14 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Connection,
     Engine,
     Index,
     LargeBinary,
     Table,
     Text,
     UniqueConstraint,
+    inspect,
     select,
     text,
 )
@@ -435,6 +437,27 @@ def create_all(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(7414001)"))
         SQLModel.metadata.create_all(conn)
+        _add_missing_columns(conn)
         if engine.dialect.name == "postgresql":
             for statement in _PG_BALANCED:
                 conn.execute(text(statement))
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """The one schema change done in place: a nullable column added by a newer version (e.g.
+    ``inbound_events.queued_job``) is added to an existing table. Anything else needs a
+    migration this project does not have (see the README)."""
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable or column.primary_key:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            preparer = conn.dialect.identifier_preparer
+            conn.execute(
+                text(
+                    f"ALTER TABLE {preparer.quote(table.name)} "
+                    f"ADD COLUMN {preparer.quote(column.name)} {kind}"
+                )
+            )

@@ -190,3 +190,18 @@ def test_receipts_within_the_linger_share_one_job_queued_when_it_ends(config_pat
     assert [job.args[0] for job in runtime.events.queue.get_jobs()][-1] == [later["event_id"]]
     run_jobs(runtime)
     assert {event(runtime.engine, e).status for e in [*ids, later["event_id"]]} == {"processed"}
+
+
+def test_a_failed_first_event_leaves_no_aggregate_for_the_next_one(client, runtime):
+    order = next(_orders)
+    unknown = {**htx_update(order, "partial-filled", "1", "10", "0"), "symbol": "zzzqqq"}
+    valid = htx_update(order, "filled", "2", "20", "0")
+    ids = _store(client, runtime, [unknown, valid])
+
+    assert process_events(ids) == {"dead": 1, "processed": 1}
+    # As one at a time: the failed event's order row was rolled back with it, so the order
+    # is the valid event's (its symbol), not a leftover of the failed one.
+    assert _order(runtime.engine, order) == ("filled", 2, 20, 0)
+    with Session(runtime.engine) as session:
+        row = session.execute(select(Order).where(Order.order_id == str(order))).scalar_one()
+    assert row.symbol == "btcusdt"

@@ -56,3 +56,21 @@ def test_processes_creating_the_schema_together_all_succeed(kind, tmp_path: Path
     finally:
         for engine in engines:
             engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_database_from_before_a_new_nullable_column_gets_it(kind, tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/old.db" if kind == "sqlite" else _fresh_pg()
+    engine = make_engine(url)
+    try:
+        create_all(engine)
+        with engine.begin() as conn:  # as an older version left it: no queued_job yet
+            conn.execute(text("ALTER TABLE inbound_events DROP COLUMN queued_job"))
+        assert "queued_job" not in {
+            c["name"] for c in inspect(engine).get_columns("inbound_events")
+        }
+        create_all(engine)
+        assert "queued_job" in {c["name"] for c in inspect(engine).get_columns("inbound_events")}
+        create_all(engine)  # and again: nothing left to add
+    finally:
+        engine.dispose()
