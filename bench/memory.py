@@ -54,7 +54,9 @@ def children(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     except OSError:
         return []
-    return [int(p) for p in text.split()]
+    pids = [int(p) for p in text.split()]
+    # uvicorn's worker processes (not multiprocessing's resource tracker)
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 class Sampler(threading.Thread):
