@@ -82,16 +82,14 @@ class EventQueue:
     ) -> None:
         """Queue job ``name`` (from ``batch_job_id``) applying ``event_ids``. With ``pipeline``,
         the job is written when the caller executes it. Raises redis errors to the caller."""
-        self.queue.enqueue_call(
+        self._enqueue(
             PROCESS_EVENTS,
-            args=(event_ids,),
-            job_id=name,
-            timeout=self._timeout_s,
-            result_ttl=0,
-            failure_ttl=FAILURE_TTL_S,
-            description=f"process_events {len(event_ids)} from {event_ids[0]}",
+            event_ids,
+            name,
             retry=self._retry,
+            again=False,
             pipeline=pipeline,
+            description=f"process_events {len(event_ids)} from {event_ids[0]}",
         )
 
     def enqueue_signal(self, signal_id: int) -> None:
@@ -99,7 +97,15 @@ class EventQueue:
         self._enqueue(DELIVER_SIGNAL, signal_id, signal_job_id(signal_id), retry=None, again=True)
 
     def _enqueue(
-        self, func: str, arg: str | int, name: str, *, retry: Retry | None, again: bool
+        self,
+        func: str,
+        arg: str | int | list[str],
+        name: str,
+        *,
+        retry: Retry | None,
+        again: bool,
+        pipeline: Pipeline | None = None,
+        description: str | None = None,
     ) -> None:
         if again:
             self.failed.remove(name)
@@ -110,8 +116,9 @@ class EventQueue:
             timeout=self._timeout_s,
             result_ttl=0,
             failure_ttl=FAILURE_TTL_S,
-            description=f"{func.rsplit('.', 1)[-1]} {arg}",
+            description=description or f"{func.rsplit('.', 1)[-1]} {arg}",
             retry=retry,
+            pipeline=pipeline,
         )
 
     def signal_waiting(self, signal_id: int) -> bool:
