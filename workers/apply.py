@@ -40,7 +40,7 @@ from app.domain.states import (
     merge_order,
     merge_ranked,
 )
-from app.store.db import insert_ignore
+from app.store.db import insert_ignore, insert_ignore_many
 from app.store.journal import post_entry
 from app.store.models import (
     Contract,
@@ -113,7 +113,7 @@ def lock_aggregates(session: Session, aggregates: list[Aggregate]) -> None:
         names = list(found[0].keys)
         table = table_of(model)
         session.execute(
-            insert_ignore(dialect, table, [{**a.keys, **a.initial} for a in found], names)
+            insert_ignore_many(dialect, table, names), [{**a.keys, **a.initial} for a in found]
         )
         columns = [getattr(model, name) for name in names]
         stmt = (

@@ -98,15 +98,14 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 
 def insert_ignore(
-    dialect_name: str,
-    table: Any,
-    values: dict[str, Any] | list[dict[str, Any]],
-    conflict: list[str],
+    dialect_name: str, table: Any, values: dict[str, Any], conflict: list[str]
 ) -> Any:
-    """Return an ``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for SQLite or PostgreSQL;
-    a list of ``values`` makes one multi-row insert."""
+    """Return an ``INSERT ... ON CONFLICT (conflict) DO NOTHING`` for SQLite or PostgreSQL."""
+    return insert_ignore_many(dialect_name, table, conflict).values(**values)
+
+
+def insert_ignore_many(dialect_name: str, table: Any, conflict: list[str]) -> Any:
+    """The same statement without values, to execute with a list of rows: one executemany
+    (pipelined on PostgreSQL), the same SQL whatever the count, so nothing is compiled again."""
     insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    stmt = (
-        insert(table).values(values) if isinstance(values, list) else insert(table).values(**values)
-    )
-    return stmt.on_conflict_do_nothing(index_elements=conflict)
+    return insert(table).on_conflict_do_nothing(index_elements=conflict)

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from app.store.db import insert_ignore_many
 from app.store.models import EventAttempt, InboundEvent, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
@@ -48,7 +48,7 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
     # In key order: two transactions inserting the same keys wait for each other in the same
     # order, never in opposite orders (a deadlock on PostgreSQL's unique index).
     session.execute(
-        _insert_ignore_events(dialect),
+        insert_ignore_many(dialect, table, ["source", "idempotency_key"]),
         sorted(rows, key=lambda r: (r["source"], r["idempotency_key"])),
     )
     ours = [row["id"] for row in rows]
@@ -66,13 +66,6 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
         )
         receipts.update({(src, key): Receipt(event_id, False) for event_id, src, key in found})
     return receipts
-
-
-def _insert_ignore_events(dialect: str) -> Any:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table_of(InboundEvent)).on_conflict_do_nothing(
-        index_elements=["source", "idempotency_key"]
-    )
 
 
 def _any(column: Any, values: list[str]) -> Any:

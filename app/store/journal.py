@@ -24,7 +24,7 @@ from sqlmodel import Session
 from app.domain.errors import PermanentError
 from app.domain.journal import EntryDraft, checked
 from app.domain.money import exact
-from app.store.db import insert_ignore
+from app.store.db import insert_ignore_many
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting, table_of
 
 LEDGER_LOCK = 7414002
@@ -194,15 +194,11 @@ class LedgerWriter:
         dialect = self._session.get_bind().dialect.name
         table = table_of(AccountBalance)
         self._session.execute(
-            insert_ignore(
-                dialect,
-                table,
-                [
-                    {"account_id": a, "currency": c, "balance": Decimal(0), "updated_at": now}
-                    for a, c in keys
-                ],
-                ["account_id", "currency"],
-            )
+            insert_ignore_many(dialect, table, ["account_id", "currency"]),
+            [
+                {"account_id": a, "currency": c, "balance": Decimal(0), "updated_at": now}
+                for a, c in keys
+            ],
         )
         stmt = (
             select(table.c.account_id, table.c.currency, table.c.balance)
