@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import and_, any_, literal, or_, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, SQLModel
 
@@ -118,13 +119,33 @@ def lock_aggregates(session: Session, aggregates: list[Aggregate]) -> None:
         columns = [getattr(model, name) for name in names]
         stmt = (
             select(model)
-            .where(tuple_(*columns).in_([tuple(a.keys.values()) for a in found]))
+            .where(_keys_match(dialect, columns, [tuple(a.keys.values()) for a in found]))
             .order_by(*columns)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
         for obj in session.execute(stmt).scalars():
             locked[(model.__name__, *(getattr(obj, name) for name in names))] = obj
+
+
+def _keys_match(dialect: str, columns: list[Any], keys: list[tuple[Any, ...]]) -> Any:
+    """``(source, key) IN keys`` written so the unique index is used whatever the plan: per
+    source, ``key = ANY(array)`` on PostgreSQL (a prepared statement's generic plan would scan
+    the table for a long row-value ``IN``), ``key IN (...)`` on SQLite."""
+    first, second = columns
+    by_first: dict[Any, list[Any]] = {}
+    for a, b in keys:
+        by_first.setdefault(a, []).append(b)
+    clauses = [
+        and_(
+            first == a,
+            second == any_(literal(bs, ARRAY(second.type)))
+            if dialect == "postgresql"
+            else second.in_(bs),
+        )
+        for a, bs in sorted(by_first.items())
+    ]
+    return or_(*clauses)
 
 
 @sa_event.listens_for(OrmSession, "after_transaction_end")

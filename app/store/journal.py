@@ -61,22 +61,9 @@ class LedgerWriter:
 
     def _next_id(self) -> int:
         if not self._ids:
-            if self._session.get_bind().dialect.name == "postgresql":
-                self._ids = list(
-                    self._session.execute(
-                        text(
-                            "SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) "
-                            "FROM generate_series(1, :n)"
-                        ),
-                        {"n": self._reserve},
-                    ).scalars()
-                )
-            else:  # SQLite: this transaction holds the write lock, nobody else inserts
-                top = self._session.execute(
-                    select(func.max(table_of(JournalEntry).c.id))
-                ).scalar_one()
-                start = max(top or 0, self._last_id) + 1
-                self._ids = list(range(start, start + self._reserve))
+            self._ids = _reserve_ids(
+                self._session, table_of(JournalEntry), self._reserve, after=self._last_id
+            )
             self._ids.reverse()
         entry_id = self._ids.pop()
         self._last_id = entry_id
@@ -153,20 +140,16 @@ class LedgerWriter:
                     running[key] = row["balance"] = running[key] + row["amount"]
         except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
             raise PermanentError(f"a balance would lose precision: {type(exc).__name__}") from exc
+        # Under the ledger lock nobody else takes posting ids: reserved now, they are higher
+        # than every committed one and follow the list (= running balance) order.
         postings = table_of(LedgerPosting)
-        # Under the ledger lock nobody else inserts postings: ours are the ids above ``before``,
-        # given in list order by one executemany (pipelined; no giant multi-row statement).
-        before = self._session.execute(select(func.max(postings.c.id))).scalar_one() or 0
+        ids = _reserve_ids(self._session, postings, len(self._postings))
+        last: dict[tuple[str, str], int] = {}
+        for row, posting_id in zip(self._postings, ids, strict=True):
+            row["id"] = posting_id
+            last[(row["account_id"], row["currency"])] = posting_id
         self._session.execute(insert(table_of(JournalEntry)), self._entries)
-        self._session.execute(insert(postings), self._postings)
-        last: dict[tuple[str, str], int] = {
-            (account, currency): posting_id
-            for account, currency, posting_id in self._session.execute(
-                select(postings.c.account_id, postings.c.currency, func.max(postings.c.id))
-                .where(postings.c.id > before)
-                .group_by(postings.c.account_id, postings.c.currency)
-            )
-        }
+        self._session.execute(insert(postings), self._postings)  # one pipelined executemany
         balances = table_of(AccountBalance)
         self._session.execute(
             update(balances)
@@ -207,6 +190,24 @@ class LedgerWriter:
             .with_for_update()
         )
         return {(a, c): balance for a, c, balance in self._session.execute(stmt)}
+
+
+def _reserve_ids(session: Session, table: Any, count: int, *, after: int = 0) -> list[int]:
+    """``count`` new ids of ``table``, ascending. PostgreSQL: from its sequence (unused ones
+    are gaps). SQLite: above the highest stored id (and ``after``); the caller's transaction
+    holds the write lock, so nobody else takes them."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sorted(
+            session.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"
+                ),
+                {"t": table.name, "n": count},
+            ).scalars()
+        )
+    top = session.execute(select(func.max(table.c.id))).scalar_one() or 0
+    start = max(top, after) + 1
+    return list(range(start, start + count))
 
 
 def ledger_writer(session: Session) -> LedgerWriter:
