@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from app.store.db import make_engine
@@ -35,7 +35,7 @@ from bench.common import (
     stop,
     wait_http,
 )
-from bench.e2e import wait_applied
+from bench.e2e import Analyzer, wait_applied
 from bench.load import htx_bodies, run_load
 
 
@@ -69,16 +69,7 @@ class Sampler(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        analyzed = time.monotonic()
         while not self.stopping.is_set():
-            if time.monotonic() - analyzed > 30:
-                # This machine's PostgreSQL runs with autovacuum = off: without fresh
-                # statistics the planner keeps treating the growing tables as empty (and scans
-                # them). Production has autovacuum on; this stands in for its ANALYZE.
-                with self.engine.connect() as conn:  # type: ignore[attr-defined]
-                    conn.execute(text("ANALYZE"))
-                    conn.commit()
-                analyzed = time.monotonic()
             with Session(self.engine) as session:  # type: ignore[call-overload]
                 applied = session.execute(
                     select(func.count())
@@ -118,6 +109,8 @@ def main() -> None:
             named.update({f"worker{i + 1}": w.pid for i, w in enumerate(workers)})
             sampler = Sampler(named, engine)
             sampler.start()
+            analyzer = Analyzer(engine, interval_s=30)
+            analyzer.start()
             started = time.monotonic()
             load = asyncio.run(
                 run_load(
@@ -132,6 +125,8 @@ def main() -> None:
             unapplied = wait_applied(engine, 600)
             sampler.stopping.set()
             sampler.join()
+            analyzer.stopping.set()
+            analyzer.join()
             elapsed = time.monotonic() - started
         finally:
             for proc in [web, *workers]:
