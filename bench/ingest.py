@@ -11,21 +11,17 @@ receipt only (verify, parse, durable store, dedupe, enqueue). Prints a markdown 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-import orjson
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from bench.common import (
     PYTHON,
     ROOT,
-    SECRET,
     environment,
     flush_redis,
     free_port,
@@ -34,6 +30,7 @@ from bench.common import (
     stop,
     wait_http,
 )
+from bench.load import htx_body, signature
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -46,22 +43,8 @@ def write_requests(path: Path, count: int) -> int:
             order = unique if n % 20 else max(unique - 7, 0)  # 5% duplicates
             if n % 20:
                 unique += 1
-            body = orjson.dumps(
-                {
-                    "order-id": 10_000_000 + order,
-                    "account-id": 1001,
-                    "symbol": "btcusdt",
-                    "type": "buy-limit",
-                    "amount": "0.03",
-                    "price": "42000.5",
-                    "filled-amount": "0.03",
-                    "filled-cash-amount": "1260.015",
-                    "filled-fees": "0.00006",
-                    "state": "filled",
-                }
-            )
-            signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            out.write(f"{signature}\t{body.decode()}\n")
+            body = htx_body(10_000_000 + order)
+            out.write(f"{signature(body)}\t{body.decode()}\n")
     return unique
 
 

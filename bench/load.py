@@ -20,30 +20,38 @@ import orjson
 from bench.common import SECRET
 
 
+def htx_body(order_id: int) -> bytes:
+    """A signed-able HTX fill of one whole order."""
+    return orjson.dumps(
+        {
+            "order-id": order_id,
+            "account-id": 1001,
+            "symbol": "btcusdt",
+            "type": "buy-limit",
+            "amount": "0.03",
+            "price": "42000.5",
+            "filled-amount": "0.03",
+            "filled-cash-amount": "1260.015",
+            "filled-fees": "0.00006",
+            "state": "filled",
+        }
+    )
+
+
 def htx_bodies(start: int = 20_000_000) -> Iterator[bytes]:
-    """Unique signed-able HTX fills, one order each."""
-    for n in itertools.count(start):
-        yield orjson.dumps(
-            {
-                "order-id": n,
-                "account-id": 1001,
-                "symbol": "btcusdt",
-                "type": "buy-limit",
-                "amount": "0.03",
-                "price": "42000.5",
-                "filled-amount": "0.03",
-                "filled-cash-amount": "1260.015",
-                "filled-fees": "0.00006",
-                "state": "filled",
-            }
-        )
+    """Unique HTX fills, one order each."""
+    return (htx_body(n) for n in itertools.count(start))
+
+
+def signature(body: bytes) -> str:
+    """The ``X-Signature`` of ``body`` for the bench sources."""
+    return hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 def request_bytes(path: str, body: bytes) -> bytes:
-    signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"X-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"X-Signature: {signature(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

@@ -49,18 +49,24 @@ def _unavailable(what: str) -> None:
     pytest.skip(f"{what} is not reachable")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
+def fresh_pg(name: str) -> str:
+    """Drop and create PostgreSQL database ``name``; return its URL (skip, or fail in CI,
+    when PostgreSQL does not answer)."""
     admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {PG_DB}"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
     except OperationalError:
         _unavailable("PostgreSQL")
     finally:
         admin.dispose()
-    url = f"{PG_SERVER}/{PG_DB}"
+    return f"{PG_SERVER}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    url = fresh_pg(PG_DB)
     engine = create_engine(url)
     create_all(engine)
     engine.dispose()

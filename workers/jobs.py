@@ -240,15 +240,12 @@ def _prepare_all(
     runtime: Runtime, session: Session, rows: list[InboundEvent], *, lock_ahead: bool
 ) -> dict[str, _Prepared | Exception]:
     """Parse every pending row and (``lock_ahead``) lock, in key order, the aggregates they
-    change.
-    A row that cannot be parsed keeps its error, raised when it is applied."""
+    change. A row that cannot be parsed keeps its error, raised when it is applied."""
     prepared: dict[str, _Prepared | Exception] = {}
     aggregates = []
     for row in rows:
-        try:
-            prepared[row.id] = ready = _prepare(runtime, row)
-        except PermanentError as exc:
-            prepared[row.id] = exc
+        prepared[row.id] = ready = _prepare_or_error(runtime, row)
+        if isinstance(ready, Exception):
             continue
         agg = aggregate_of(row, ready.parsed, ready.ctx)
         if agg is not None:

@@ -57,10 +57,11 @@ def sweep_once(runtime: Runtime, *, stale_after_s: float | None = None) -> Sweep
         due = event_store.due_for_sweep(
             session, now=now, stale_after_s=stale, limit=cfg.sweep_batch
         )
-    jobs = {job or job_id(event_id) for event_id, job in due}
-    waiting_jobs = {job for job in jobs if runtime.events.job_waiting(job)}
-    lost = [e for e, job in due if (job or job_id(e)) not in waiting_jobs]
-    still = [e for e, job in due if (job or job_id(e)) in waiting_jobs]
+    # An event with no recorded job was queued alone (a replay): its job is hl-<id>.
+    named = [(event_id, job or job_id(event_id)) for event_id, job in due]
+    waiting_jobs = {job for job in {job for _, job in named} if runtime.events.job_waiting(job)}
+    lost = [e for e, job in named if job not in waiting_jobs]
+    still = [e for e, job in named if job in waiting_jobs]
     # Mark first, then queue: a job that runs and fails at once then schedules its own next
     # retry after this mark instead of having it wiped. Events whose job still waits are
     # marked too, so a long backlog rotates instead of hiding lost jobs behind it.

@@ -94,25 +94,10 @@ class Dedupe:
                 claims.append(_UNCLAIMED if text.startswith("p:") else Claim(text, False))
         return claims
 
-    async def claim(self, source: str, idempotency_key: str, event_id: str) -> Claim:
-        """Claim one key; see ``claim_many``."""
-        return (await self.claim_many([(source, idempotency_key, event_id)]))[0]
-
     def remember_in(self, pipe: Pipeline, source: str, idempotency_key: str, event_id: str) -> None:
         """Add to ``pipe`` that (source, key) is committed as ``event_id``."""
         if self.namespace is not None:
             pipe.set(dedupe_key(self.namespace, source, idempotency_key), event_id, ex=self._ttl_s)
-
-    async def remember(self, source: str, idempotency_key: str, event_id: str) -> None:
-        """Record that (source, key) is committed as ``event_id``. Best effort."""
-        if self.namespace is None:
-            return
-        try:
-            await self._client.set(
-                dedupe_key(self.namespace, source, idempotency_key), event_id, ex=self._ttl_s
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
 
     async def release_many(self, items: list[tuple[str, str, str]]) -> None:
         """Drop our pending claims after a failed store, so a retry is not slowed. Best effort;

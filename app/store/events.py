@@ -75,13 +75,8 @@ def _any(column: Any, values: list[str]) -> Any:
 
 def lock_event(session: Session, event_id: str) -> InboundEvent | None:
     """Return the event row locked for update (PostgreSQL), or ``None`` if there is none."""
-    stmt = (
-        select(InboundEvent)
-        .where(InboundEvent.id == event_id)  # type: ignore[arg-type]
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return session.execute(stmt).scalar_one_or_none()
+    rows = lock_events(session, [event_id])
+    return rows[0] if rows else None
 
 
 def lock_events(session: Session, event_ids: list[str]) -> list[InboundEvent]:

@@ -148,11 +148,7 @@ class EventQueue:
         except NoSuchJobError:
             return None
 
-    def waiting(self, event_id: str, queued_job: str | None = None) -> bool:
-        """True when the event's job (``queued_job``, else its single-event job) exists and
-        still waits (queued, deferred or scheduled)."""
-        return self.job_waiting(queued_job or job_id(event_id))
-
     def job_waiting(self, name: str) -> bool:
+        """True when job ``name`` exists and still waits (queued, deferred or scheduled)."""
         job = self.fetch_job(name)
         return job is not None and job.get_status(refresh=False) in WAITING

@@ -7,32 +7,18 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import inspect, text
 
 from app.store.db import make_engine
 from app.store.models import SQLModel, create_all
-from tests.conftest import PG_SERVER, _unavailable
+from tests.conftest import fresh_pg
 
 RACE_DB = "hookledger_test_race"
 
 
-def _fresh_pg() -> str:
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {RACE_DB} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {RACE_DB}"))
-    except OperationalError:
-        _unavailable("PostgreSQL")
-    finally:
-        admin.dispose()
-    return f"{PG_SERVER}/{RACE_DB}"
-
-
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_processes_creating_the_schema_together_all_succeed(kind, tmp_path: Path):
-    url = f"sqlite:///{tmp_path}/race.db" if kind == "sqlite" else _fresh_pg()
+    url = f"sqlite:///{tmp_path}/race.db" if kind == "sqlite" else fresh_pg(RACE_DB)
     engines = [make_engine(url) for _ in range(6)]
     start = threading.Barrier(len(engines))
     errors: list[BaseException] = []
@@ -60,7 +46,7 @@ def test_processes_creating_the_schema_together_all_succeed(kind, tmp_path: Path
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_database_from_before_a_new_nullable_column_gets_it(kind, tmp_path: Path):
-    url = f"sqlite:///{tmp_path}/old.db" if kind == "sqlite" else _fresh_pg()
+    url = f"sqlite:///{tmp_path}/old.db" if kind == "sqlite" else fresh_pg(RACE_DB)
     engine = make_engine(url)
     try:
         create_all(engine)
