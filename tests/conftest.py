@@ -1,7 +1,8 @@
 """Shared fixtures: real SQLite and PostgreSQL, a real Redis, the app, burst workers.
 
 Every integration test that takes ``database_url`` runs twice, on SQLite and on PostgreSQL.
-PostgreSQL tests use a database of their own (``hookledger_test``), emptied per test; Redis
+PostgreSQL tests use a database of their own (``hookledger_test``, or
+``HOOKLEDGER_TEST_PG_DB``), emptied per test; Redis
 tests use database 9 of the local server (``HOOKLEDGER_TEST_REDIS_URL``), flushed per test.
 Without PostgreSQL or Redis the tests that need them skip, except under ``CI=true``, where a
 missing service is an error: CI must run them.
@@ -38,7 +39,7 @@ from tests.support import (
 from workers.runtime import Runtime, build_runtime, set_runtime
 
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
-PG_DB = "hookledger_test"
+PG_DB = os.environ.get("HOOKLEDGER_TEST_PG_DB", "hookledger_test")
 REDIS_URL = os.environ.get("HOOKLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -11,9 +11,9 @@ from sqlalchemy import inspect, text
 
 from app.store.db import make_engine
 from app.store.models import SQLModel, create_all
-from tests.conftest import fresh_pg
+from tests.conftest import PG_DB, fresh_pg
 
-RACE_DB = "hookledger_test_race"
+RACE_DB = f"{PG_DB}_race"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
