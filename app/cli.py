@@ -105,11 +105,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from rq.serializers import JSONSerializer
 
     from app.logging import configure_logging
+    from workers.runtime import ForkingWorker
 
     configure_logging()
     runtime = _install_runtime(_settings())
     queue = runtime.events.queue
-    worker = SimpleWorker([queue], connection=runtime.redis, serializer=JSONSerializer)
+    worker_class = ForkingWorker if args.fork else SimpleWorker
+    worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
     # No RQ scheduler here: it forks a child that outlives a killed worker. The sweeper
     # moves RQ's scheduled retries back into the queue instead.
     worker.work(burst=args.burst, logging_level=os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO"))
@@ -255,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_web)
     p = sub.add_parser("worker", help="run one RQ worker")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.add_argument(
+        "--fork",
+        action="store_true",
+        help="run each job in a forked work horse (isolates a crashing job; costs a fork per job)",
+    )
     p.set_defaults(func=cmd_worker)
     p = sub.add_parser("sweeper", help="re-queue unfinished events periodically")
     p.add_argument("--interval", type=float, default=None, help="seconds between sweeps")

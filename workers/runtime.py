@@ -1,7 +1,8 @@
 """Per-process resources of a worker: settings, engine, Redis. Built on first use, not at import.
 
-RQ jobs carry only ids; a job asks ``get_runtime()`` for what it needs. ``SimpleWorker`` runs
-jobs in the worker process itself, so the engine's pool is reused from job to job.
+RQ jobs carry only ids; a job asks ``get_runtime()`` for what it needs. ``SimpleWorker`` (the
+default) runs jobs in the worker process itself, so the engine's pool is reused from job to job;
+``ForkingWorker`` (``hookledger worker --fork``) runs each in a forked work horse.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
 from sqlalchemy import Engine
 
 from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
@@ -56,3 +59,17 @@ def set_runtime(runtime: Runtime | None) -> None:
     if _runtime is not None and _runtime is not runtime:
         _runtime.close()
     _runtime = runtime
+
+
+class ForkingWorker(Worker):
+    """RQ's forking worker, safe for the runtime's connection pool.
+
+    A forked work horse must not use the database connections it inherited: they belong to the
+    parent (and to the next horse). ``dispose(close=False)`` gives the horse a pool of its own
+    without closing the parent's sockets. redis-py resets its pool in a new process by itself.
+    """
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        if _runtime is not None:
+            _runtime.engine.dispose(close=False)
+        super().main_work_horse(job, queue)

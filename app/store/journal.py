@@ -53,6 +53,7 @@ class LedgerWriter:
         self._ids: list[int] = []  # entry ids reserved and not used yet
         self._reserve = 1
         self._last_id = 0
+        self._written = 0  # entries this transaction has written (flushed)
 
     def expect(self, entries: int) -> None:
         """Say how many entries this transaction may post, so their ids are reserved in one
@@ -116,6 +117,10 @@ class LedgerWriter:
             )
         return entry_id
 
+    def has_posted(self) -> bool:
+        """True when this transaction posted an entry (written or still buffered)."""
+        return bool(self._written or self._entries)
+
     def mark(self) -> tuple[int, int]:
         """What is buffered now; ``restore`` returns to it after a savepoint rolled back."""
         return len(self._entries), len(self._postings)
@@ -167,6 +172,7 @@ class LedgerWriter:
                 for (a, c), i in sorted(last.items())
             ],
         )
+        self._written += len(self._entries)
         self._entries.clear()
         self._postings.clear()
 
