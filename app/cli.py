@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 from app.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
+    from redis import Redis
+
     from workers.runtime import Runtime
 
 VAR_DIR = Path("var")
@@ -101,21 +103,55 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import structlog
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     from app.logging import configure_logging
     from workers.runtime import ForkingWorker
 
+    log = structlog.get_logger("hookledger.worker")
+
     configure_logging()
     runtime = _install_runtime(_settings())
     queue = runtime.events.queue
     worker_class = ForkingWorker if args.fork else SimpleWorker
-    worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
-    # No RQ scheduler here: it forks a child that outlives a killed worker. The sweeper
-    # moves RQ's scheduled retries back into the queue instead.
-    worker.work(burst=args.burst, logging_level=os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO"))
-    return 0
+    level = os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO")
+    while True:
+        worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
+        try:
+            # No RQ scheduler here: it forks a child that outlives a killed worker. The
+            # sweeper moves RQ's scheduled retries back into the queue instead.
+            worker.work(burst=args.burst, logging_level=level)
+            return 0
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # RQ gives up when Redis goes away mid-job (a restart, a failover). What the job
+            # committed is in SQL; what it could not report, the sweep re-queues. Wait for
+            # Redis and work on as a new worker, instead of leaving it to a supervisor.
+            if args.burst:
+                raise
+            log.warning("worker.redis_lost", error=str(exc))
+            _wait_for_redis(runtime.redis)
+
+
+def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> None:
+    """Sleep until ``redis`` answers a PING, backing off up to ``max_delay_s``."""
+    import structlog
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    delay = 0.25
+    while True:
+        time.sleep(delay)
+        try:
+            redis.ping()
+        except (RedisConnectionError, RedisTimeoutError):
+            delay = min(delay * 2, max_delay_s)
+            continue
+        structlog.get_logger("hookledger.worker").info("worker.redis_back")
+        return
 
 
 def cmd_sweeper(args: argparse.Namespace) -> int:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -55,6 +57,9 @@ account_id = "3003"
 auth = "token"
 secrets = ["${TEST_TRX_TOKEN}"]
 """
+
+# The senders' own request log would print every URL (a token source's URL holds its token).
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # What one HTX fill and one TRX deposit of the generated events post (exact decimals).
 FILL_BTC = Decimal("0.03") - Decimal("0.00006")
@@ -124,8 +129,19 @@ class Acks:
     answers: Counter[str] = field(default_factory=Counter)  # "accepted", "duplicate", "503", ...
     refused: list[str] = field(default_factory=list)  # 4xx other than the retryable ones
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()  # senders may run in several threads
+
+    def count(self, answer: str) -> None:
+        with self._lock:
+            self.answers[answer] += 1
+
     def record(self, delivery: Delivery, status: int, body: bytes) -> bool:
         """Note one answer; True when the delivery is done (acknowledged or refused)."""
+        with self._lock:
+            return self._record(delivery, status, body)
+
+    def _record(self, delivery: Delivery, status: int, body: bytes) -> bool:
         if status == 200:
             answer = orjson.loads(body)
             self.answers[answer["status"]] += 1
@@ -174,7 +190,7 @@ async def _send_all(
                         if acks.record(delivery, response.status_code, response.content):
                             break
                     except httpx.TransportError as exc:
-                        acks.answers[type(exc).__name__] += 1
+                        acks.count(type(exc).__name__)
                     if time.monotonic() > deadline:
                         raise AssertionError(f"delivery {index} never acknowledged")
                     await asyncio.sleep(min(0.1 * attempt, 1.0))
@@ -212,6 +228,8 @@ class _Proc:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     port: int | None = None
+    ready: str | None = None  # what its log says once it works
+    cwd: Path | None = None  # its "host": a working directory of its own
 
 
 class Cluster:
@@ -247,15 +265,37 @@ class Cluster:
         spec = self.procs[name]
         log = spec.log.open("ab")
         self._logs.append(log)
+        start = spec.log.stat().st_size if spec.log.exists() else 0
         spec.proc = subprocess.Popen(
-            [sys.executable, *spec.args], env=spec.env, stdout=log, stderr=log, cwd=self.workdir
+            [sys.executable, *spec.args],
+            env=spec.env,
+            stdout=log,
+            stderr=log,
+            cwd=spec.cwd or self.workdir,
         )
+        if spec.ready is not None:  # started, not merely forked: a fault may strike next
+            marker = spec.ready
 
-    def web(self, name: str) -> str:
-        """Start ``hookledger web`` (one uvicorn process) on a port of its own; its URL."""
+            def ready() -> bool:
+                if spec.proc is None or spec.proc.poll() is not None:
+                    raise AssertionError(f"{name} exited:\n{self.logs(name)}")
+                with spec.log.open("rb") as text_log:
+                    text_log.seek(start)
+                    return marker.encode() in text_log.read()
+
+            wait_until(ready, 30, f"{name} to start")
+
+    def _host_env(self, env: dict[str, str], home: Path | None) -> dict[str, str]:
+        return env if home is None else {**env, "HOME": str(home), "TMPDIR": str(home)}
+
+    def web(self, name: str, *, home: Path | None = None) -> str:
+        """Start ``hookledger web`` (one uvicorn process) on a port of its own; its URL.
+        ``home``: the process's own working directory, as on a separate host."""
         port = free_port()
         args = ["-m", "app.cli", "web", "--port", str(port), "--workers", "1"]
-        self.procs[name] = _Proc(args, self.env, self.workdir / f"{name}.log", port=port)
+        self.procs[name] = _Proc(
+            args, self._host_env(self.env, home), self.workdir / f"{name}.log", port=port, cwd=home
+        )
         self._launch(name)
         base = f"http://127.0.0.1:{port}"
         self._wait_healthy(name, base)
@@ -281,6 +321,7 @@ class Cluster:
         failpoint: str | None = None,
         kill: str = "self",
         arm: Path | None = None,
+        home: Path | None = None,
     ) -> None:
         """Start an RQ worker (``--fork``: jobs in a work horse), optionally with a fail point."""
         args = ["-m", "app.cli", "worker", *(["--fork"] if fork else [])]
@@ -296,12 +337,21 @@ class Cluster:
                 HOOKLEDGER_FAILPOINT_KILL=kill,
                 PYTHONPATH=str(Path(__file__).parents[2]),
             )
-        self.procs[name] = _Proc(args, env, self.workdir / f"{name}.log")
+        self.procs[name] = _Proc(
+            args,
+            self._host_env(env, home),
+            self.workdir / f"{name}.log",
+            ready="Listening on",
+            cwd=home,
+        )
         self._launch(name)
 
     def sweeper(self, name: str = "sweeper") -> None:
         self.procs[name] = _Proc(
-            ["-m", "app.cli", "sweeper"], self.env, self.workdir / f"{name}.log"
+            ["-m", "app.cli", "sweeper"],
+            self.env,
+            self.workdir / f"{name}.log",
+            ready="sweep.started",
         )
         self._launch(name)
 
