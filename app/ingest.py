@@ -41,7 +41,18 @@ from app.store.queue import EventQueue, batch_job_id
 
 log = structlog.get_logger(__name__)
 
-_SENSITIVE = ("authorization", "cookie", "signature", "secret", "token", "api-key", "apikey")
+_SENSITIVE = (
+    "auth",  # authorization, x-auth, x-auth-token, proxy-authorization
+    "cookie",
+    "signature",
+    "secret",
+    "token",
+    "api-key",
+    "apikey",
+    "password",
+    "passwd",
+    "credential",
+)
 _KEEP_HEADERS = 40
 
 

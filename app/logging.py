@@ -57,4 +57,8 @@ def configure_logging(*, level: str | None = None, json: bool | None = None) -> 
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request's full URL at INFO, and a target's URL carries its credential
+    # (seed 000's /webhook/{token}/order): the delivery job logs the outcome without it.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     _configured = True

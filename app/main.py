@@ -6,13 +6,12 @@ after it, and the settings are loaded (and validated) once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
-from redis import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,6 +31,7 @@ from app.store.db import make_engine
 from app.store.dedupe import Dedupe
 from app.store.models import create_all
 from app.store.queue import EventQueue
+from app.store.redis_conn import async_redis_client, redis_client
 from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -57,8 +57,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Start anyway: /readyz reports it and receipts answer 503 until the database is back.
             log.error("web.database_unavailable", error=type(exc).__name__)
         url = redis_url(settings)
-        async_client = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        sync_client = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        async_client = async_redis_client(url, socket_timeout=2, connect_timeout=2)
+        sync_client = redis_client(url, socket_timeout=2, connect_timeout=2)
         app.state.engine = engine
         app.state.aioredis = async_client
         events = EventQueue(sync_client, settings.processing)
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/dead-letters/replay", admin.replay_dead_letters, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/openapi.json", _openapi_endpoint(), methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
@@ -110,10 +111,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+def _openapi_endpoint() -> Callable[[Request], Awaitable[Response]]:
+    """``GET /openapi.json``: the shipped document (``app/openapi.json``), read once per app."""
+    document = resources.files("app").joinpath("openapi.json").read_bytes()
+
+    async def openapi(_request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    return openapi
+
+
 async def _http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return json_response({"error": code, "message": exc.detail}, exc.status_code)
+    response = json_response({"error": code, "message": exc.detail}, exc.status_code)
+    response.headers.update(exc.headers or {})  # a 405 must say what is Allowed (RFC 9110)
+    return response
 
 
 async def _server_error(_request: Request, exc: Exception) -> Response:

@@ -84,7 +84,7 @@ class SourceConfig(_Strict):
     kind: Literal["htx", "pingpong", "trx-energy"]
     account_id: str = Field(min_length=1, max_length=64)
     auth: Literal["hmac-sha256", "standard-webhooks", "token", "none"]
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = Field(default=(), repr=False)
     signature_header: str = Field(default="X-Signature", min_length=1)
     timestamp_header: str | None = None
     tolerance_s: PositiveInt = 300
@@ -114,14 +114,14 @@ class SourceConfig(_Strict):
 
 class ApiKeyConfig(_Strict):
     key: str = Field(min_length=1)
-    secret: str = Field(min_length=1)
+    secret: str = Field(min_length=1, repr=False)
     accounts: tuple[str, ...] = Field(min_length=1)
 
 
 class TargetConfig(_Strict):
     kind: Literal["fourpass", "webhook"]
-    url: str = Field(pattern=r"^https?://[^\s/?#]+")
-    secret: str | None = None
+    url: str = Field(pattern=r"^https?://[^\s/?#]+", repr=False)  # may hold a token
+    secret: str | None = Field(default=None, repr=False)
     simulation: bool = True
     allow_private: bool = False  # allow loopback/private/link-local addresses (tests, LANs)
     connect_timeout_s: float = Field(default=3, gt=0, le=60)
@@ -240,9 +240,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     config_path: str
-    database_url: str
-    redis_url: str | None  # None: the caller resolves it (see app.redis_embedded)
-    admin_token: str | None
+    database_url: str = Field(repr=False)  # URLs may hold passwords
+    redis_url: str | None = Field(repr=False)  # None: the caller resolves it (app.redis_embedded)
+    admin_token: str | None = Field(repr=False)
     file: FileConfig
 
     @property
@@ -332,10 +332,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         origin = "demo config (app/demo.toml)"
         text = demo_config_text()
     file = parse_config(text, env, origin=origin)
+    redis_url = env.get("HOOKLEDGER_REDIS_URL") or None
+    if redis_url is not None:
+        from app.store.redis_conn import parse_sentinel_url
+
+        try:
+            parse_sentinel_url(redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"HOOKLEDGER_REDIS_URL: {exc}") from exc
     return Settings(
         config_path=origin,
         database_url=env.get("HOOKLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        redis_url=env.get("HOOKLEDGER_REDIS_URL") or None,
+        redis_url=redis_url,
         admin_token=env.get("HOOKLEDGER_ADMIN_TOKEN") or None,
         file=file,
     )

@@ -6,6 +6,9 @@ PostgreSQL tests use a database of their own (``hookledger_test``, or
 tests use database 9 of the local server (``HOOKLEDGER_TEST_REDIS_URL``), flushed per test.
 Without PostgreSQL or Redis the tests that need them skip, except under ``CI=true``, where a
 missing service is an error: CI must run them.
+
+Every secret configured here is a canary (tests/support.py, tests/canary.py): the canary plugin
+imported below captures every log line of the session and fails it if one ever shows a secret.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings, load_settings
 from app.store.models import SQLModel, create_all
+from tests.canary import (  # the canary plugin: its fixture and hooks, registered here
+    canary_watch,  # noqa: F401
+    pytest_runtest_logreport,  # noqa: F401
+    pytest_runtest_setup,  # noqa: F401
+)
 from tests.support import (
     AUDITOR_SECRET,
     FINANCE_SECRET,

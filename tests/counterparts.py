@@ -19,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.canary import remember_signature
 from tests.processes import free_port
+from tests.support import FOURPASS_SECRET, FOURPASS_TOKEN
 
 ACTIONS = ("long_entry", "long_exit", "short_entry", "short_exit")
 
@@ -29,8 +31,8 @@ class FourPass:
     """Seed 000's API: /webhook/{token}/order, replay protection (409 for a payload seen within
     5 minutes), a daily limit (429), live mode needing timestamp and secret (400/401)."""
 
-    token: str = "tok-123"
-    secret: str = "fourpass-secret"
+    token: str = FOURPASS_TOKEN
+    secret: str = FOURPASS_SECRET
     daily_limit: int = 100
     forced: deque[int] = field(default_factory=deque)  # statuses to answer next, in order
     delay_s: float = 0.0  # answer this late (after recording the order)
@@ -121,6 +123,7 @@ class Receiver:
 
     async def hook(self, request: Request) -> Response:
         body = await request.body()
+        remember_signature(request.headers.get("webhook-signature", ""))  # never to be logged
         try:
             payload = Webhook(self.secret).verify(body, dict(request.headers))
         except WebhookVerificationError:

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import httpx
 
+from tests.canary import TeedStream, capture_file
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -20,12 +22,19 @@ def free_port() -> int:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    """Start ``hookledger ARGS``. Its stderr (its logs) is teed into the session's canary
+    capture as it arrives; ``proc.stderr.read()`` still returns all of it once the process
+    has exited."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    capture = capture_file(f"spawn-{'-'.join(args[:1])}-{proc.pid}")
+    if capture is not None and proc.stderr is not None:
+        proc.stderr = TeedStream(proc.stderr, capture)  # type: ignore[assignment]
+    return proc
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

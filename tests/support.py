@@ -16,18 +16,24 @@ from sqlmodel import Session
 
 from app.domain.signing import hmac_sha256_hex, sign_standard_webhook
 from app.store.models import InboundEvent
+from tests.canary import canary, canary_whsec, record_output, remember_signature
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-HTX_SECRET = "test-htx-secret-current"
-HTX_SECRET_OLD = "test-htx-secret-previous"
-PP_SECRET = "whsec_" + base64.b64encode(b"test-pingpong-key-current-000000").decode()
-PP_SECRET_OLD = "whsec_" + base64.b64encode(b"test-pingpong-key-previous-00000").decode()
-TRX_TOKEN = "test-trx-token-current"
-TRX_TOKEN_OLD = "test-trx-token-previous"
-FINANCE_SECRET = "test-finance-api-secret"
-TREASURY_SECRET = "test-treasury-api-secret"
-AUDITOR_SECRET = "test-auditor-api-secret"
+# Every secret is a canary (tests/canary.py): the session fails if one ever shows in a log.
+HTX_SECRET = canary("htx-current")
+HTX_SECRET_OLD = canary("htx-previous")
+PP_SECRET = canary_whsec("pingpong-current")
+PP_SECRET_OLD = canary_whsec("pingpong-previous")
+TRX_TOKEN = canary("trx-current")
+TRX_TOKEN_OLD = canary("trx-previous")
+FINANCE_SECRET = canary("finance-api")
+TREASURY_SECRET = canary("treasury-api")
+AUDITOR_SECRET = canary("auditor-api")
+ADMIN_TOKEN = canary("admin-token")
+FOURPASS_TOKEN = canary("fourpass-url-token")  # seed 000's /webhook/{token}/order
+FOURPASS_SECRET = canary("fourpass-secret")
+WEBHOOK_TARGET_SECRET = canary_whsec("webhook-target")
 API_SECRETS = {
     "ak_finance": FINANCE_SECRET,
     "ak_treasury": TREASURY_SECRET,
@@ -50,6 +56,7 @@ def api_get(
     stamp = str(stamp_ms if stamp_ms is not None else int(time.time() * 1000))
     path, _, query = (sign_as or path_and_query).partition("?")
     signature = sign(secret or API_SECRETS[key], stamp, "GET", path, query)
+    remember_signature(signature)
     headers = {"X-API-Key": key, "X-API-Timestamp": stamp, "X-API-Signature": signature}
     return client.get(path_and_query, headers=headers)
 
@@ -68,21 +75,21 @@ def body_of(payload: dict[str, Any] | bytes) -> bytes:
 
 
 def htx_headers(body: bytes, secret: str = HTX_SECRET, **extra: str) -> dict[str, str]:
-    return {
-        "content-type": "application/json",
-        "x-signature": hmac_sha256_hex(secret.encode(), body),
-        **extra,
-    }
+    signature = hmac_sha256_hex(secret.encode(), body)
+    remember_signature(signature)
+    return {"content-type": "application/json", "x-signature": signature, **extra}
 
 
 def pp_headers(body: bytes, secret: str = PP_SECRET, *, msg_id: str = "msg_1") -> dict[str, str]:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     stamp = int(time.time())
+    signature = sign_standard_webhook(key, msg_id, stamp, body)
+    remember_signature(signature)
     return {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": sign_standard_webhook(key, msg_id, stamp, body),
+        "webhook-signature": signature,
     }
 
 
@@ -148,11 +155,21 @@ def htx_update(
 def hookledger(
     env: dict[str, str], *args: str, actor: str = "ops-test"
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``hookledger`` command line as a separate process, as an operator would."""
-    return subprocess.run(
+    """Run the ``hookledger`` command line as a separate process, as an operator would.
+
+    Its output is kept for the session's canary scan: stderr (logs) always, stdout too except
+    for the verbs whose whole purpose is to print a signed sample request."""
+    result = subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env={**env, "HOOKLEDGER_ACTOR": actor},
         capture_output=True,
         text=True,
         timeout=120,
     )
+    verb = args[0] if args else ""
+    stdout = None if verb in _PRINTS_SIGNED_SAMPLES else result.stdout
+    record_output(f"cli-{verb}", result.stderr, stdout)
+    return result
+
+
+_PRINTS_SIGNED_SAMPLES = frozenset({"sample", "up"})

@@ -18,6 +18,7 @@ from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
 from app.store.db import make_engine
 from app.store.models import create_all
 from app.store.queue import EventQueue
+from app.store.redis_conn import redis_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ def build_runtime(settings: Settings) -> Runtime:
     """Open the engine (creating missing tables) and the Redis client for ``settings``."""
     engine = make_engine(settings.database_url)
     create_all(engine)
-    redis = Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10)
+    redis = redis_client(settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10)
     events = EventQueue(redis, settings.processing)
     return Runtime(settings=settings, engine=engine, redis=redis, events=events)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.domain.signing import hmac_sha256_hex
 
@@ -40,7 +40,7 @@ class ApiError(Exception):
 class ApiKey:
     name: str
     key: str
-    secret: str
+    secret: str = field(repr=False)  # a key printed or logged must not show its secret
     accounts: tuple[str, ...]
 
     def may_read(self, account_id: str) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -33,7 +33,9 @@ _ID = re.compile(r"(evt|sig)_[0-9a-f]{1,40}")
 
 def _path_id(request: Request) -> str:
     value: str = request.path_params["event_id"]
-    if not _ID.fullmatch(value):
+    if not _ID.fullmatch(value) or (
+        value.startswith("sig_") and signal_store.parse_signal_id(value) is None
+    ):
         raise AdminError(404, "not_found", "no such event or signal")
     return value
 
@@ -69,6 +71,7 @@ def admin(
     async def endpoint(request: Request) -> Response:
         try:
             actor = _authorize(request)
+            _refuse_nul(request.query_params.multi_items(), "parameter")
             return json_response(await handler(request, request.app.state.runtime, actor))
         except AdminError as exc:
             return json_response({"error": exc.code, "message": exc.message}, exc.status)
@@ -104,7 +107,15 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise AdminError(400, "bad_request", f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise AdminError(400, "bad_request", "body must be a JSON object")
+    _refuse_nul(((k, v) for k, v in data.items() if isinstance(v, str)), "field")
     return data
+
+
+def _refuse_nul(items: Iterable[tuple[str, str]], what: str) -> None:
+    """Refuse NUL in text that may reach SQL: no column can hold it (PostgreSQL refuses)."""
+    for name, value in items:
+        if "\x00" in value:
+            raise AdminError(400, "bad_request", f"{what} {name} may not contain NUL (\\u0000)")
 
 
 def _in_thread(fn: Callable[[], Any]) -> Awaitable[Any]:

@@ -26,6 +26,7 @@ BUSINESS_TYPES = frozenset(
 )
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000
+MAX_ROW_ID = 2**31 - 1  # postings.id is an INTEGER column: PostgreSQL refuses to compare more
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 T = TypeVar("T")
 
@@ -42,6 +43,10 @@ class Params:
         unknown = sorted(set(self._q.keys()) - allowed)
         if unknown:
             raise _bad(f"unknown parameter(s): {', '.join(unknown)}")
+        for name, value in self._q.multi_items():
+            if "\x00" in value:
+                # No column can hold NUL (PostgreSQL refuses it): no row can match such a value.
+                raise _bad(f"{name} may not contain NUL (%00)")
 
     def integer(
         self, name: str, default: int | None = None, *, low: int = 0, high: int | None = None
@@ -159,7 +164,7 @@ async def transactions(request: Request, key: ApiKey) -> dict[str, Any]:
     if from_date is not None and to_date is not None and from_date > to_date:
         raise _bad(f"from_date ({from_date}) is after to_date ({to_date})")
     accounts = _accounts(key, params.text("account_id"))
-    as_of_id = params.integer("as_of_id")
+    as_of_id = params.integer("as_of_id", high=MAX_ROW_ID)
 
     def query(session: Session) -> dict[str, Any]:
         pinned = as_of_id if as_of_id is not None else queries.max_posting_id(session)
@@ -302,6 +307,8 @@ async def order_detail(request: Request, key: ApiKey) -> dict[str, Any]:
     source, order_id = request.path_params["source"], request.path_params["order_id"]
 
     def query(session: Session) -> dict[str, Any] | None:
+        if "\x00" in source + order_id:  # no stored id holds NUL; PostgreSQL refuses to look
+            return None
         order = session.exec(
             select(Order).where(col(Order.source) == source, col(Order.order_id) == order_id)
         ).first()

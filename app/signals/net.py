@@ -103,9 +103,12 @@ def post(
             try:
                 port = parts.port or (443 if parts.scheme == "https" else 80)
             except ValueError as exc:
-                raise BlockedTarget(f"bad port in {url[:200]}") from exc
+                # The path and query may hold a token: name only the host.
+                raise BlockedTarget(f"bad port in the URL of host {parts.hostname!r}") from exc
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
-                raise BlockedTarget(f"not a plain http(s) URL: {url[:200]}")
+                raise BlockedTarget(
+                    f"not a plain http(s) URL (scheme {parts.scheme!r}, host {parts.hostname!r})"
+                )
             if first is None:
                 first = parts
             elif (parts.scheme, parts.hostname) != (first.scheme, first.hostname):

@@ -149,6 +149,16 @@ class EventQueue:
             return None
 
     def job_waiting(self, name: str) -> bool:
-        """True when job ``name`` exists and still waits (queued, deferred or scheduled)."""
+        """True when job ``name`` exists and still waits (queued, deferred or scheduled).
+
+        A job that says ``queued`` but is not in the queue's list was popped by a worker
+        (RQ moves it to an intermediate list) that died before it marked the job started: it
+        waits for nobody. RQ's own maintenance finds it only much later, so it counts as lost.
+        """
         job = self.fetch_job(name)
-        return job is not None and job.get_status(refresh=False) in WAITING
+        if job is None:
+            return False
+        status = job.get_status(refresh=False)
+        if status == JobStatus.QUEUED:
+            return self.connection.lpos(self.queue.key, name) is not None
+        return status in WAITING

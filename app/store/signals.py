@@ -15,10 +15,15 @@ PENDING = ("pending", "retrying", "sending")
 FINAL = ("delivered", "dead", "discarded")
 
 
+MAX_SIGNAL_ID = 2**31 - 1  # signals.id is an INTEGER: PostgreSQL refuses to compare more
+
+
 def parse_signal_id(text: str) -> int | None:
-    """``sig_12`` -> 12; anything else -> None."""
-    if text.startswith("sig_") and text[4:].isdigit() and len(text) < 24:
-        return int(text[4:])
+    """``sig_12`` -> 12; anything else (a number no signal id can be, too) -> None."""
+    digits = text[4:]
+    if text.startswith("sig_") and digits.isascii() and digits.isdigit() and len(digits) <= 10:
+        number = int(digits)
+        return number if number <= MAX_SIGNAL_ID else None
     return None
 
 

@@ -28,6 +28,7 @@ import httpx
 import orjson
 from sqlalchemy import Engine, create_engine, text
 
+from tests.canary import capture_file
 from tests.processes import free_port, wait_until
 from tests.support import HTX_SECRET, TRX_TOKEN, hookledger, htx_headers
 
@@ -285,6 +286,11 @@ class Cluster:
 
             wait_until(ready, 30, f"{name} to start")
 
+    def _log_path(self, name: str) -> Path:
+        """Where ``name`` logs: the session's canary capture (scanned for leaked secrets at
+        the end of the run) when one runs, else the test's directory."""
+        return capture_file(f"faults-{name}") or self.workdir / f"{name}.log"
+
     def _host_env(self, env: dict[str, str], home: Path | None) -> dict[str, str]:
         return env if home is None else {**env, "HOME": str(home), "TMPDIR": str(home)}
 
@@ -294,7 +300,7 @@ class Cluster:
         port = free_port()
         args = ["-m", "app.cli", "web", "--port", str(port), "--workers", "1"]
         self.procs[name] = _Proc(
-            args, self._host_env(self.env, home), self.workdir / f"{name}.log", port=port, cwd=home
+            args, self._host_env(self.env, home), self._log_path(name), port=port, cwd=home
         )
         self._launch(name)
         base = f"http://127.0.0.1:{port}"
@@ -340,7 +346,7 @@ class Cluster:
         self.procs[name] = _Proc(
             args,
             self._host_env(env, home),
-            self.workdir / f"{name}.log",
+            self._log_path(name),
             ready="Listening on",
             cwd=home,
         )
@@ -350,7 +356,7 @@ class Cluster:
         self.procs[name] = _Proc(
             ["-m", "app.cli", "sweeper"],
             self.env,
-            self.workdir / f"{name}.log",
+            self._log_path(name),
             ready="sweep.started",
         )
         self._launch(name)

@@ -114,7 +114,7 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _redis_binary() -> str:
+def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
@@ -126,8 +126,9 @@ def _redis_binary() -> str:
 class PrivateRedis:
     """A Redis server of its own on a free port, without persistence."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, replica_of: int | None = None) -> None:
         self.port = free_port()
+        self.replica_of = replica_of
         self.dir = Path(tempfile.mkdtemp(prefix="hookledger-faults-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -141,7 +142,7 @@ class PrivateRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                _redis_binary(),
+                redis_binary(),
                 "--port",
                 str(self.port),
                 "--bind",
@@ -152,6 +153,7 @@ class PrivateRedis:
                 "no",
                 "--dir",
                 str(self.dir),
+                *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

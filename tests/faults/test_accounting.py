@@ -82,7 +82,7 @@ def test_two_web_and_three_workers_as_separate_hosts_apply_each_event_once(
     for name in ("wk-1", "wk-2", "wk-3"):
         cluster.worker(name, home=hosts[name])
     cluster.sweeper()
-    deliveries = make_deliveries(3_000)
+    deliveries = make_deliveries(2_000)
     acks = Acks()
     # Every callback goes to both web hosts at once (a sender's retry racing its first try
     # through a load balancer): each pair must give one event and one effect.

@@ -15,10 +15,10 @@ from app.main import create_app
 from app.store.models import EventAction, InboundEvent, JournalEntry
 from app.store.verify import verify
 from tests.conftest import run_jobs
-from tests.support import count, event, hookledger, htx_update, post_htx
+from tests.support import ADMIN_TOKEN, count, event, hookledger, htx_update, post_htx
 from workers.sweeper import sweep_once
 
-ADMIN = "test-admin-token"
+ADMIN = ADMIN_TOKEN
 
 
 @pytest.fixture

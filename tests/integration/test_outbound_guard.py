@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from datetime import UTC, datetime
 
@@ -18,6 +17,7 @@ from app.settings import TargetConfig
 from app.signals import net
 from app.signals.targets import Verdict, build, judge
 from tests.counterparts import Served
+from tests.support import FOURPASS_SECRET, FOURPASS_TOKEN, WEBHOOK_TARGET_SECRET
 
 
 @pytest.mark.parametrize(
@@ -124,9 +124,12 @@ def test_a_redirect_to_an_internal_address_is_refused(monkeypatch):
 
 
 FOURPASS = TargetConfig(
-    kind="fourpass", url="https://signals.example/webhook/T/order", secret="s3", simulation=False
+    kind="fourpass",
+    url=f"https://signals.example/webhook/{FOURPASS_TOKEN}/order",
+    secret=FOURPASS_SECRET,
+    simulation=False,
 )
-SECRET = "whsec_" + base64.b64encode(b"target-key-000000000000000000000").decode()
+SECRET = WEBHOOK_TARGET_SECRET
 WEBHOOK = TargetConfig(kind="webhook", url="https://treasury.example/hooks", secret=SECRET)
 NOW = datetime(2026, 11, 21, 6, 30, 5, tzinfo=UTC)
 
@@ -135,13 +138,13 @@ def test_fourpass_request_is_seed_000s():
     url, body, headers = build(
         FOURPASS, {"action": "short_entry", "symbol": "MXFR1", "quantity": 2}, signal_id=7, now=NOW
     )
-    assert url == "https://signals.example/webhook/T/order?simulation=false"
+    assert url == f"https://signals.example/webhook/{FOURPASS_TOKEN}/order?simulation=false"
     assert orjson.loads(body) == {
         "action": "short_entry",
         "symbol": "MXFR1",
         "quantity": 2,
         "timestamp": "2026-11-21T06:30:05Z",
-        "secret": "s3",
+        "secret": FOURPASS_SECRET,
     }
     assert headers["content-type"] == "application/json"
 

@@ -138,6 +138,20 @@ def test_the_sweep_leaves_jobs_that_still_wait_in_the_queue(client, runtime):
     assert (result.due, result.requeued, result.still_queued) == (1, [], 1)
 
 
+def test_a_job_popped_by_a_worker_that_died_at_once_is_made_again(client, runtime, redis_client):
+    """RQ moves a job to an intermediate list before the worker marks it started; a worker
+    killed in between leaves it saying "queued" in no queue. Found by the fault suite."""
+    event_id = post_htx(client, htx_update(1, "filled", "1", "10", "0")).json()["event_id"]
+    queue = runtime.events.queue
+    popped = redis_client.lmove(queue.key, queue.intermediate_queue_key)  # what BLMOVE does
+    assert popped is not None
+    result = sweep_once(runtime, stale_after_s=0)
+    assert (result.due, result.requeued, result.still_queued) == (1, [event_id], 0)
+    run_jobs(runtime)
+    assert event(runtime.engine, event_id).status == "processed"
+    assert count(runtime.engine, OrderEvent) == 1
+
+
 def _attempts(engine: Engine, event_id: str) -> list[str]:
     with Session(engine) as session:
         rows = session.execute(

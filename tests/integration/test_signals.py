@@ -3,7 +3,6 @@ Webhooks receiver on loopback, every status-code path, the kill switch, the SSRF
 
 from __future__ import annotations
 
-import base64
 import json
 import signal as sig
 import time
@@ -18,10 +17,20 @@ from app.store.models import Signal, SignalAttempt
 from tests.conftest import run_jobs
 from tests.counterparts import FourPass, Receiver, Served
 from tests.processes import spawn, stop, wait_until
-from tests.support import fixture_json, hookledger, htx_update, post_htx, post_pp, post_trx
+from tests.support import (
+    FOURPASS_SECRET,
+    FOURPASS_TOKEN,
+    WEBHOOK_TARGET_SECRET,
+    fixture_json,
+    hookledger,
+    htx_update,
+    post_htx,
+    post_pp,
+    post_trx,
+)
 from workers.sweeper import sweep_once
 
-WH_SECRET = "whsec_" + base64.b64encode(b"treasury-receiver-key-0000000000").decode()
+WH_SECRET = WEBHOOK_TARGET_SECRET
 FILLED = htx_update(42, "filled", "0.03", "1260.7", "0.00006")
 
 
@@ -48,8 +57,8 @@ def settings(env, config_path, fourpass, receiver):
         + f"""
 [targets.tw-futures]
 kind = "fourpass"
-url = "{fourpass.url}/webhook/tok-123/order"
-secret = "fourpass-secret"
+url = "{fourpass.url}/webhook/{FOURPASS_TOKEN}/order"
+secret = "{FOURPASS_SECRET}"
 simulation = false
 allow_private = true
 connect_timeout_s = 1
@@ -121,7 +130,7 @@ def test_a_filled_hedge_order_sends_one_4pass_signal(client, runtime, fourpass):
 
     [order] = fourpass.orders
     assert (order["action"], order["symbol"], order["quantity"]) == ("short_entry", "MXFR1", 1)
-    assert order["secret"] == "fourpass-secret"
+    assert order["secret"] == FOURPASS_SECRET
     assert order["timestamp"].endswith("Z")
     [s] = signals(runtime)
     assert (s.rule, s.status) == ("hedge-btc-fills", "delivered")

@@ -14,6 +14,13 @@ from app.settings import (
     load_settings,
     parse_config,
 )
+from tests.canary import canary
+
+# Canary secrets (tests/canary.py): none may ever show in any output.
+HTX_NOW = canary("unit-htx-now")
+FINANCE = canary("unit-finance")
+FOURPASS = canary("unit-fourpass")
+ADMIN = canary("unit-admin")
 
 # Section 1 of the contract (shared/CONTRACT.md), verbatim.
 CONTRACT_SAMPLE = """\
@@ -50,9 +57,9 @@ signal = { action = "short_entry", symbol = "MXFR1", quantity = 1 }
 """
 
 ENV = {
-    "HTX_SECRET": "htx-secret-now",
-    "FINANCE_API_SECRET": "finance-secret",
-    "FOURPASS_SECRET": "fourpass-secret",
+    "HTX_SECRET": HTX_NOW,
+    "FINANCE_API_SECRET": FINANCE,
+    "FOURPASS_SECRET": FOURPASS,
 }
 
 SOURCE = """
@@ -79,8 +86,8 @@ def test_contract_sample_loads() -> None:
     assert source.kind == "htx"
     assert source.account_id == "1001"
     assert source.auth == "hmac-sha256"
-    assert source.secrets == ("htx-secret-now", "previous-secret")
-    assert source.secret_bytes() == (b"htx-secret-now", b"previous-secret")
+    assert source.secrets == (HTX_NOW, "previous-secret")
+    assert source.secret_bytes() == (HTX_NOW.encode(), b"previous-secret")
     assert source.signature_header == "X-Signature"
     assert source.timestamp_header == "X-Timestamp"
     assert source.tolerance_s == 300
@@ -89,12 +96,12 @@ def test_contract_sample_loads() -> None:
     api_key = config.api_keys["finance"]
     assert (api_key.key, api_key.secret, api_key.accounts) == (
         "ak_finance",
-        "finance-secret",
+        FINANCE,
         ("1001",),
     )
 
     target = config.targets["tw-futures"]
-    assert (target.kind, target.secret, target.simulation) == ("fourpass", "fourpass-secret", True)
+    assert (target.kind, target.secret, target.simulation) == ("fourpass", FOURPASS, True)
     assert target.url == "https://signals.example/webhook/TOKEN/order"
 
     (rule,) = config.rules
@@ -115,7 +122,7 @@ def test_contract_sample_loads() -> None:
 
 def test_env_reference_inside_a_longer_string() -> None:
     config = parse_config(SOURCE.replace('"s"', '"pre-${HTX_SECRET}-post"'), ENV)
-    assert config.sources["x"].secrets == ("pre-htx-secret-now-post",)
+    assert config.sources["x"].secrets == (f"pre-{HTX_NOW}-post",)
 
 
 @pytest.mark.parametrize(
@@ -339,14 +346,14 @@ def test_load_settings_reads_hookledger_config_and_urls(tmp_path: Path) -> None:
             "HOOKLEDGER_CONFIG": str(path),
             "HOOKLEDGER_DATABASE_URL": "postgresql+psycopg://u@db/hl",
             "HOOKLEDGER_REDIS_URL": "redis://cache:6379/1",
-            "HOOKLEDGER_ADMIN_TOKEN": "adm",
+            "HOOKLEDGER_ADMIN_TOKEN": ADMIN,
         }
     )
     assert settings.config_path == str(path)
     assert settings.database_url == "postgresql+psycopg://u@db/hl"
     assert settings.redis_url == "redis://cache:6379/1"
-    assert settings.admin_token == "adm"
-    assert settings.sources["htx-main"].secrets[0] == "htx-secret-now"
+    assert settings.admin_token == ADMIN
+    assert settings.sources["htx-main"].secrets[0] == HTX_NOW
 
 
 def test_load_settings_missing_config_file_names_the_variable(tmp_path: Path) -> None:

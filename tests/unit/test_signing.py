@@ -22,11 +22,12 @@ from app.domain.signing import (
     verify_standard_webhook,
     verify_token,
 )
+from tests.canary import canary, canary_whsec
 
 NOW = 1_704_440_609
 BODY = b'{"order-id": 59378, "state": "filled", "filled-amount": "0.03"}'
-SECRET = b"current-secret"
-OLD_SECRET = b"previous-secret"
+SECRET = canary("unit-hmac-current").encode()
+OLD_SECRET = canary("unit-hmac-previous").encode()
 
 GARBAGE_HEADER_VALUES = [
     "",
@@ -198,7 +199,7 @@ def test_hmac_garbage_timestamp_raises_only_unauthorized(value: str) -> None:
 
 # ---------------------------------------------------------------- Standard Webhooks
 
-WH_SECRET = "whsec_" + base64.b64encode(b"a-thirty-two-byte-webhook-key!!!").decode()
+WH_SECRET = canary_whsec("unit-webhooks")
 MSG_ID = "msg_2Lc8bVHhZq9xLkvT"
 PAYLOAD = '{"event_type": "positionSettle", "msg_id": "P24010816531715000059"}'
 
@@ -221,7 +222,8 @@ def check_webhook(headers: dict[str, str], *, now: float = NOW, body: bytes | No
 
 
 def test_decode_webhook_secret_with_and_without_prefix() -> None:
-    key = b"a-thirty-two-byte-webhook-key!!!"
+    key = base64.b64decode(WH_SECRET.removeprefix("whsec_"))
+    assert key.startswith(b"CANARY-")
     assert decode_webhook_secret(WH_SECRET) == key
     assert decode_webhook_secret(WH_SECRET.removeprefix("whsec_")) == key
     assert decode_webhook_secret(WH_SECRET.rstrip("=")) == key

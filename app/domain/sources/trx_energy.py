@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain.errors import ValidationFailed
-from app.domain.sources.base import Id, Int, ParsedEvent, validate
+from app.domain.sources.base import Id, Int, ParsedEvent, echo, validate
 
 KIND = "trx-energy"
 
@@ -97,9 +97,13 @@ def parse(data: Any) -> ParsedEvent:
             symbol="trx",
         )
     if not isinstance(data, dict) or not isinstance(kind, str):
-        raise ValidationFailed(
-            [{"type": "missing", "loc": ["body", "type"], "msg": "Field required", "input": data}]
+        # The input is echoed bounded (``echo``): a raw body may hold what JSON cannot write.
+        problem: dict[str, Any] = (
+            {"type": "string_type", "msg": "Input should be a valid string", "input": echo(kind)}
+            if isinstance(data, dict) and "type" in data
+            else {"type": "missing", "msg": "Field required", "input": echo(data)}
         )
+        raise ValidationFailed([{"loc": ["body", "type"], **problem}])
     push = validate(UnknownPush, data)
     key = f"{push.type}:{push.id}" if push.id is not None else None
     return ParsedEvent(
