@@ -4,6 +4,7 @@
     hookledger web           the HTTP edge (uvicorn)
     hookledger worker        one RQ worker on the events queue
     hookledger sweeper       the periodic sweep that re-queues unfinished events
+    hookledger metrics       serve this host's process metrics (for hosts without web)
     hookledger reconcile     one sweep now, reporting what it re-queued
     hookledger check-config  validate the configuration and exit
     hookledger init-db       create missing tables
@@ -37,6 +38,20 @@ if TYPE_CHECKING:
     from workers.runtime import Runtime
 
 VAR_DIR = Path("var")
+
+
+def _share_metrics(*, wipe: bool = False) -> None:
+    """Have this process and the ones it starts write their metrics to one directory
+    (``PROMETHEUS_MULTIPROC_DIR``, default ``./var/metrics``), so ``GET /metrics`` on a web
+    process reports the whole host. ``wipe`` empties it first (``hookledger up`` owns every
+    process writing there). Runs before anything imports prometheus_client, which reads the
+    variable once."""
+    directory = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or VAR_DIR / "metrics").resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if wipe:
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def _settings() -> Settings:
@@ -87,6 +102,7 @@ def _install_runtime(settings: Settings) -> Runtime:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
+    _share_metrics()
     import uvicorn
 
     _settings()  # fail fast, with the key named, before uvicorn imports the app
@@ -103,21 +119,21 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    _share_metrics()
     import structlog
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     from app.logging import configure_logging
-    from workers.runtime import ForkingWorker
+    from workers.runtime import ForkingWorker, InProcessWorker
 
     log = structlog.get_logger("hookledger.worker")
 
     configure_logging()
     runtime = _install_runtime(_settings())
     queue = runtime.events.queue
-    worker_class = ForkingWorker if args.fork else SimpleWorker
+    worker_class = ForkingWorker if args.fork else InProcessWorker
     level = os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO")
     while True:
         worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
@@ -155,12 +171,26 @@ def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> None:
 
 
 def cmd_sweeper(args: argparse.Namespace) -> int:
+    _share_metrics()
     from app.logging import configure_logging
     from workers.sweeper import run_forever
 
     configure_logging()
     run_forever(_install_runtime(_settings()), interval_s=args.interval)
     return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Serve this host's process metrics (a worker host has no web process to do it)."""
+    _share_metrics()
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(args.port, addr=args.host, registry=registry)
+    print(f"hookledger metrics on http://{args.host}:{args.port}/metrics", file=sys.stderr)
+    while True:
+        time.sleep(3600)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
@@ -202,6 +232,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings()
     VAR_DIR.mkdir(exist_ok=True)
+    _share_metrics(wipe=True)  # every process writing there is started here
     redis_url, redis_proc = resolve(settings.redis_url, VAR_DIR)
     env = {**os.environ, "HOOKLEDGER_REDIS_URL": redis_url}
     exe = [sys.executable, "-m", "app.cli"]
@@ -302,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweeper", help="re-queue unfinished events periodically")
     p.add_argument("--interval", type=float, default=None, help="seconds between sweeps")
     p.set_defaults(func=cmd_sweeper)
+    p = sub.add_parser(
+        "metrics", help="serve this host's worker and sweeper metrics (hosts without web)"
+    )
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a scrape target listens
+    p.add_argument("--port", type=int, default=9100)
+    p.set_defaults(func=cmd_metrics)
     p = sub.add_parser("reconcile", help="re-queue unfinished events now")
     p.add_argument(
         "--older-than",

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,9 +23,10 @@ from starlette.routing import Route
 from app.domain.apikeys import ApiKey
 from app.ingest import Ingestor
 from app.logging import configure_logging
+from app.middleware import RequestObserver
 from app.responses import json_response
 from app.routes import admin, ledger
-from app.routes.health import healthz, readyz
+from app.routes.health import healthz, metrics, readyz
 from app.routes.hooks import receive_hook
 from app.settings import Settings, load_settings
 from app.store.db import make_engine
@@ -98,9 +100,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/dead-letters/replay", admin.replay_dead_letters, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", _openapi_endpoint(), methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(RequestObserver)],
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -206,6 +206,7 @@ def env(config_path: Path, database_url: str, redis_url: str) -> dict[str, str]:
         "TEST_HTX_SECRET": HTX_SECRET,
         "TEST_FINANCE_SECRET": FINANCE_SECRET,
         "HOOKLEDGER_LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(config_path.parent / "metrics"),
     }
 
 

@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from app import metrics
 from app.settings import TargetConfig
 from app.signals import net
 from app.signals.targets import Verdict, build, judge
@@ -42,6 +43,7 @@ class Plan:
     headers: dict[str, str]
     attempt: int
     resend: bool  # these exact bytes went out before, without an answer
+    target_name: str
 
 
 def _lock(session: Session, signal_id: int) -> Signal | None:
@@ -114,7 +116,7 @@ def _claim(runtime: Runtime, signal_id: int) -> Plan | str:
         sig.sending_since = now
         sig.attempts += 1
         session.add(sig)
-        return Plan(target, url, body, headers, sig.attempts, resend)
+        return Plan(target, url, body, headers, sig.attempts, resend, sig.target)
 
 
 def _finish(session: Session, sig: Signal, now: datetime, status: str, error: str | None) -> None:
@@ -161,6 +163,8 @@ def deliver_signal(signal_id: int) -> str:
         except Exception as exc:  # noqa: BLE001 - recorded and counted, so it cannot loop forever
             verdict, error = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"[:300]
         status = _settle(runtime, signal_id, plan, verdict, reply=reply, error=error)
+        refused = error is not None and error.startswith("refused: ")
+        metrics.SIGNAL_DELIVERIES.labels(plan.target_name, "refused" if refused else status).inc()
         log.info(
             "signal.attempt",
             verdict=verdict.value,

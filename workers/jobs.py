@@ -22,6 +22,7 @@ from rq.timeouts import BaseTimeoutException
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
+from app import metrics
 from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
 from app.domain.sources import parse_event
@@ -135,6 +136,8 @@ def _apply_batch(
                     log.info("event.processed", status=status)
             statuses[row.id] = status
         _finish(session, applied, started)
+        done = [(row.source, row.received_at, statuses[row.id]) for row in pending]
+    metrics.observe_events(done)  # committed
     for event_id in event_ids:
         statuses.setdefault(event_id, "missing")
     return statuses, created
@@ -180,6 +183,8 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
             return row.status
         status, created = _apply_effects(runtime, session, row, _prepare_or_error(runtime, row))
         _finish(session, [(row, status)], started)
+        done = [(row.source, row.received_at, status)]
+    metrics.observe_events(done)
     # After the commit: the signals exist whatever happens now; the sweep queues any we miss.
     _queue_signals(runtime, created)
     return status
@@ -345,7 +350,10 @@ def record_failure(
         row: InboundEvent | None = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
             return row.status if row else "missing"
-        return _count_failure(runtime, session, row, exc, started=started, permanent=permanent)
+        status = _count_failure(runtime, session, row, exc, started=started, permanent=permanent)
+        source = row.source
+    metrics.observe_events([(source, None, status)])
+    return status
 
 
 def _count_failure(

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
+from rq.worker import BaseWorker
 from sqlalchemy import Engine
 
 from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
@@ -62,7 +64,19 @@ def set_runtime(runtime: Runtime | None) -> None:
     _runtime = runtime
 
 
-class ForkingWorker(Worker):
+class _BindsJobId(BaseWorker):
+    """Every log line written while a job runs (ours and RQ's own) carries its ``job_id``."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job.id):
+            super().execute_job(job, queue)
+
+
+class InProcessWorker(_BindsJobId, SimpleWorker):
+    """RQ's ``SimpleWorker`` (jobs in the worker process: the pool is reused from job to job)."""
+
+
+class ForkingWorker(_BindsJobId, Worker):
     """RQ's forking worker, safe for the runtime's connection pool.
 
     A forked work horse must not use the database connections it inherited: they belong to the

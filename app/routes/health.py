@@ -1,4 +1,4 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (database and Redis answer)."""
+"""``/healthz`` (the process is up), ``/readyz`` (database and Redis answer) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import metrics as metrics_module
 from app.responses import json_response
 from app.store.db import read_only
 
@@ -39,3 +40,13 @@ async def readyz(request: Request) -> Response:
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
     )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this host's processes (multiprocess mode) and the state gauges."""
+    runtime = request.app.state.runtime
+    state = metrics_module.StateCollector(
+        runtime.engine, runtime.redis, lambda: [runtime.events.queue.key]
+    )
+    body, content_type = await to_thread.run_sync(metrics_module.render, state)
+    return Response(body, media_type=content_type)

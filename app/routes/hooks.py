@@ -13,6 +13,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from app import metrics
 from app.domain.errors import BadRequest, Forbidden, HookError, TooLarge, UnknownSource
 from app.domain.netaddr import client_address, in_networks
 from app.domain.sources import check_media_type
@@ -75,11 +76,23 @@ async def receive_hook(request: Request) -> Response:
         )
     except HookError as exc:
         log.info("hook.rejected", status=exc.status, reason=exc.code, message=exc.message)
+        _count(name if source else metrics.UNKNOWN, exc.status, exc.code)
         return json_response(exc.body(), exc.status)
     except ClientDisconnect:
         log.info("hook.client_disconnected")
+        _count(name, 400, "bad_request")
         return json_response({"error": "bad_request", "message": "client disconnected"}, 400)
     finally:
         structlog.contextvars.unbind_contextvars("source")
     log.info("hook.received", source=name, status=outcome.status, event_id=outcome.event_id)
+    metrics.EVENTS_RECEIVED.labels(name, outcome.status).inc()
     return json_response({"status": outcome.status, "event_id": outcome.event_id}, 200)
+
+
+def _count(source: str, status: int, code: str) -> None:
+    """A callback not stored: ``unavailable`` (503, the sender retries) or ``rejected``."""
+    if status == 503:
+        metrics.EVENTS_RECEIVED.labels(source, "unavailable").inc()
+        return
+    metrics.EVENTS_RECEIVED.labels(source, "rejected").inc()
+    metrics.REJECTIONS.labels(source, metrics.rejection_reason(code)).inc()

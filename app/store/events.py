@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.store.db import insert_ignore_many
-from app.store.models import EventAttempt, InboundEvent, table_of
+from app.store.models import EventAttempt, InboundEvent, Signal, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
 APPLIED = frozenset({"processed", "unhandled"})
@@ -214,3 +214,29 @@ def mark_enqueued(
         .where(col(InboundEvent.status).in_(PENDING))
         .values(**values)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSummary:
+    pending: int
+    oldest_pending: datetime | None
+    dead: int
+    dead_signals: int
+
+
+def pending_summary(engine: Engine) -> PendingSummary:
+    """What the metrics' state gauges show: events not yet final and the oldest of them, dead
+    events, dead signals (each an index range on ``status``)."""
+    with engine.connect() as conn:
+        pending, oldest = conn.execute(
+            select(func.count(), func.min(col(InboundEvent.received_at))).where(
+                col(InboundEvent.status).in_(PENDING)
+            )
+        ).one()
+        dead = conn.execute(
+            select(func.count()).where(col(InboundEvent.status) == "dead")
+        ).scalar_one()
+        dead_signals = conn.execute(
+            select(func.count()).where(col(Signal.status) == "dead")
+        ).scalar_one()
+    return PendingSummary(int(pending), oldest, int(dead), int(dead_signals))

@@ -251,6 +251,7 @@ class Cluster:
             "TEST_HTX_SECRET": HTX_SECRET,
             "TEST_TRX_TOKEN": TRX_TOKEN,
             "HOOKLEDGER_LOG_FORMAT": "json",
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         }
         self.procs: dict[str, _Proc] = {}
         self._logs: list[IO[bytes]] = []
