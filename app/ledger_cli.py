@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
@@ -42,6 +44,28 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def csv_chunks(
+    rows: Iterable[dict[str, Any]],
+    *,
+    on_row: Callable[[], None] | None = None,
+    chunk_rows: int = 500,
+) -> Iterator[str]:
+    """The CSV export of ``rows`` (``posting_row`` dicts): the header line, then the rows, as
+    text chunks of at most ``chunk_rows`` rows. The CLI and the web console both write this."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=queries.TRANSACTION_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for n, row in enumerate(rows, 1):
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+        if on_row is not None:
+            on_row()
+        if n % chunk_rows == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
 class _Progress:
     """Rows written, on stderr, only when stderr is a terminal."""
 
@@ -73,13 +97,8 @@ def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
         with Session(read_only(engine)) as session:
             rows = (queries.posting_row(p) for p in queries.iter_postings(session, flt))
             if args.format == "csv":
-                writer = csv.DictWriter(
-                    out, fieldnames=queries.TRANSACTION_FIELDS, lineterminator="\n"
-                )
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow({k: _cell(v) for k, v in row.items()})
-                    progress.tick()
+                for chunk in csv_chunks(rows, on_row=progress.tick):
+                    out.write(chunk)
             else:
                 out.write("[")
                 for row in rows:

@@ -83,8 +83,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             sync_client.close()
             engine.dispose()
 
+    from app.console import console_mount
+
     app = Starlette(
         routes=[
+            console_mount(settings),
             Route("/hooks/{source}", receive_hook, methods=["POST"]),
             Route("/hooks/{source}/{token}", receive_hook, methods=["POST"]),
             Route("/account/v1/transactions", ledger.transactions, methods=["GET"]),

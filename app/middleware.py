@@ -51,7 +51,9 @@ class RequestObserver:
             with structlog.contextvars.bound_contextvars(request_id=request_id):
                 await self.app(scope, receive, send_observed)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "_unmatched"
+            # The matched route's template; under a Mount (the console) with the mount's prefix.
+            template = getattr(scope.get("route"), "path", None)
+            route = scope.get("root_path", "") + template if template else "_unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             HTTP_REQUESTS.labels(route, method, str(status)).inc()
             HTTP_DURATION.labels(route).observe(time.perf_counter() - started)

@@ -129,15 +129,22 @@ class EventQueue:
         in this process and without forking). Returns how many moved; 0 if another process
         holds the scheduler lock."""
         scheduler = RQScheduler([self.queue], connection=self.connection, serializer=JSONSerializer)
-        if not scheduler.acquire_locks():
-            return 0
         try:
-            due = len(self.queue.scheduled_job_registry.get_jobs_to_schedule(current_timestamp()))
-            if due:
-                scheduler.enqueue_scheduled_jobs()
-            return due
+            if not scheduler.acquire_locks():
+                return 0
+            try:
+                due = len(
+                    self.queue.scheduled_job_registry.get_jobs_to_schedule(current_timestamp())
+                )
+                if due:
+                    scheduler.enqueue_scheduled_jobs()
+                return due
+            finally:
+                scheduler.release_locks()
         finally:
-            scheduler.release_locks()
+            # RQScheduler opens a connection pool of its own: close it, or every sweep leaves
+            # a Redis socket for the garbage collector.
+            scheduler.connection.connection_pool.disconnect()
 
     def fetch(self, event_id: str) -> Job | None:
         return self.fetch_job(job_id(event_id))

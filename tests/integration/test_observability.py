@@ -42,6 +42,7 @@ def test_metrics_count_receipts_rejections_and_requests(client, runtime):
         "/hooks/htx-main", content=b'{"order-id": 1}', headers=htx_headers(b'{"order-id": 1}')
     )
     client.post("/hooks/nope", content=b"{}")  # 404: counted under one label, not the path
+    console = client.get("/console/login").status_code  # a route under a Mount
     after = client.get("/metrics")
     assert after.headers["content-type"].startswith("text/plain")
 
@@ -61,6 +62,7 @@ def test_metrics_count_receipts_rejections_and_requests(client, runtime):
     assert delta(requests, route="/hooks/{source}", method="POST", status="200") == 3
     assert delta(requests, route="/hooks/{source}", method="POST", status="404") == 1
     assert delta(requests, route="/metrics", method="GET", status="200") == 1
+    assert delta(requests, route="/console/login", method="GET", status=str(console)) == 1
     assert "/hooks/nope" not in after.text  # label sets stay bounded
     assert delta("hookledger_http_request_duration_seconds_count", route="/hooks/{source}") == 6
 
