@@ -183,11 +183,11 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Serve this host's process metrics (a worker host has no web process to do it)."""
     _share_metrics()
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import start_http_server
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(args.port, addr=args.host, registry=registry)
+    from app.metrics import host_registry
+
+    start_http_server(args.port, addr=args.host, registry=host_registry())
     print(f"hookledger metrics on http://{args.host}:{args.port}/metrics", file=sys.stderr)
     while True:
         time.sleep(3600)

@@ -169,13 +169,18 @@ class StateCollector(Collector):
         yield up
 
 
+def host_registry() -> CollectorRegistry:
+    """Every process of the host (multiprocess mode), or this process's own registry."""
+    if not MULTIPROC_DIR:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+    return registry
+
+
 def render(state: Collector | None) -> tuple[bytes, str]:
     """The exposition text of every process of the host (or of this one) plus ``state``."""
     extra = CollectorRegistry()
     if state is not None:
         extra.register(state)
-    if MULTIPROC_DIR:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=MULTIPROC_DIR)  # type: ignore[no-untyped-call]
-        return generate_latest(registry) + generate_latest(extra), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY) + generate_latest(extra), CONTENT_TYPE_LATEST
+    return generate_latest(host_registry()) + generate_latest(extra), CONTENT_TYPE_LATEST

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -77,14 +78,7 @@ async def transactions(visit: Visit) -> Response:
 
     def query(session: Session) -> dict[str, Any]:
         as_of_id = int(pinned) if pinned is not None else queries.max_posting_id(session)
-        pinned_flt = queries.PostingFilter(
-            accounts=flt.accounts,
-            business_types=flt.business_types,
-            io_type=flt.io_type,
-            from_date=flt.from_date,
-            to_date=flt.to_date,
-            max_id=min(as_of_id, MAX_ROW_ID),
-        )
+        pinned_flt = replace(flt, max_id=min(as_of_id, MAX_ROW_ID))
         total, rows = queries.page_of_postings(session, pinned_flt, page=page, page_size=page_size)
         return {
             "total": total,
@@ -123,14 +117,7 @@ async def transactions_csv(visit: Visit) -> Response:
     as_of_id = await visit.read(
         queries.max_posting_id
     )  # a dead database is a page, not a cut stream
-    pinned = queries.PostingFilter(
-        accounts=flt.accounts,
-        business_types=flt.business_types,
-        io_type=flt.io_type,
-        from_date=flt.from_date,
-        to_date=flt.to_date,
-        max_id=as_of_id,
-    )
+    pinned = replace(flt, max_id=as_of_id)
     return StreamingResponse(
         _csv_stream(engine, pinned),
         media_type="text/csv; charset=utf-8",

@@ -211,8 +211,7 @@ async def replay(visit: Visit) -> Response:
     outcome = await visit.call(
         lambda: service.replay(runtime, event_id, actor=actor, reason=reason)
     )
-    visit.session.flash("ok", f"{event_id}: {_OUTCOMES.get(outcome.outcome, outcome.outcome)}.")
-    return visit.redirect(visit.local_next(visit.path("console:event", event_id=event_id)))
+    return _acted(visit, event_id, outcome.outcome)
 
 
 async def discard(visit: Visit) -> Response:
@@ -223,7 +222,12 @@ async def discard(visit: Visit) -> Response:
     outcome = await visit.call(
         lambda: service.discard(runtime, event_id, actor=actor, reason=reason)
     )
-    visit.session.flash("ok", f"{event_id}: {_OUTCOMES.get(outcome.outcome, outcome.outcome)}.")
+    return _acted(visit, event_id, outcome.outcome)
+
+
+def _acted(visit: Visit, event_id: str, outcome: str) -> Response:
+    """Say what a replay or discard did, and go back (to the event's page by default)."""
+    visit.session.flash("ok", f"{event_id}: {_OUTCOMES.get(outcome, outcome)}.")
     return visit.redirect(visit.local_next(visit.path("console:event", event_id=event_id)))
 
 

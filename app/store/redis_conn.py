@@ -83,41 +83,33 @@ def _timeouts(socket_timeout: float, connect_timeout: float | None) -> dict[str,
     }
 
 
-def redis_client(url: str, *, socket_timeout: float, connect_timeout: float | None = None) -> Redis:
-    """A synchronous client for ``url`` (a Sentinel-managed master for ``redis+sentinel``)."""
-    target = parse_sentinel_url(url)
-    if target is None:
-        return Redis.from_url(url, **_timeouts(socket_timeout, connect_timeout))
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+def _master(sentinel_class: Any, target: SentinelTarget, timeouts: dict[str, Any]) -> Any:
+    """The master of ``target.service`` through a ``sentinel_class`` (sync or asyncio)."""
+    sentinel = sentinel_class(
         list(target.hosts),
-        sentinel_kwargs={
-            "password": target.sentinel_password,
-            **_timeouts(socket_timeout, connect_timeout),
-        },
-        **_timeouts(socket_timeout, connect_timeout),
+        sentinel_kwargs={"password": target.sentinel_password, **timeouts},
+        **timeouts,
     )
-    master = sentinel.master_for(  # type: ignore[no-untyped-call]
+    return sentinel.master_for(
         target.service, db=target.db, username=target.username, password=target.password
     )
-    return cast(Redis, master)
+
+
+def redis_client(url: str, *, socket_timeout: float, connect_timeout: float | None = None) -> Redis:
+    """A synchronous client for ``url`` (a Sentinel-managed master for ``redis+sentinel``)."""
+    timeouts = _timeouts(socket_timeout, connect_timeout)
+    target = parse_sentinel_url(url)
+    if target is None:
+        return Redis.from_url(url, **timeouts)
+    return cast(Redis, _master(Sentinel, target, timeouts))
 
 
 def async_redis_client(
     url: str, *, socket_timeout: float, connect_timeout: float | None = None
 ) -> aioredis.Redis:
     """An asyncio client for ``url`` (a Sentinel-managed master for ``redis+sentinel``)."""
+    timeouts = _timeouts(socket_timeout, connect_timeout)
     target = parse_sentinel_url(url)
     if target is None:
-        return aioredis.Redis.from_url(url, **_timeouts(socket_timeout, connect_timeout))
-    sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
-        list(target.hosts),
-        sentinel_kwargs={
-            "password": target.sentinel_password,
-            **_timeouts(socket_timeout, connect_timeout),
-        },
-        **_timeouts(socket_timeout, connect_timeout),
-    )
-    master = sentinel.master_for(
-        target.service, db=target.db, username=target.username, password=target.password
-    )
-    return cast(aioredis.Redis, master)
+        return aioredis.Redis.from_url(url, **timeouts)
+    return cast(aioredis.Redis, _master(AsyncSentinel, target, timeouts))
