@@ -135,6 +135,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     queue = runtime.events.queue
     worker_class = ForkingWorker if args.fork else InProcessWorker
     level = os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO")
+    import workers.delivery  # the job modules: imported before the heap settles
+    import workers.jobs  # noqa: F401
+    from app.gctune import settle_heap
+
+    settle_heap()
     while True:
         worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
         try:
@@ -172,11 +177,14 @@ def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> None:
 
 def cmd_sweeper(args: argparse.Namespace) -> int:
     _share_metrics()
+    from app.gctune import settle_heap
     from app.logging import configure_logging
     from workers.sweeper import run_forever
 
     configure_logging()
-    run_forever(_install_runtime(_settings()), interval_s=args.interval)
+    runtime = _install_runtime(_settings())
+    settle_heap()
+    run_forever(runtime, interval_s=args.interval)
     return 0
 
 

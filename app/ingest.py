@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -80,15 +82,20 @@ def authenticate(
 
 def redact_headers(headers: Mapping[str, str], source: SourceConfig) -> dict[str, str]:
     """Headers worth keeping with a receipt, every credential-bearing one redacted."""
-    extra = {source.signature_header.lower()}
+    extra = source.signature_header.lower()
     kept: dict[str, str] = {}
-    for name, value in list(headers.items())[:_KEEP_HEADERS]:
+    for name, value in itertools.islice(headers.items(), _KEEP_HEADERS):
         lname = name.lower()
-        if lname in extra or any(word in lname for word in _SENSITIVE):
+        if lname == extra or _sensitive(lname):
             kept[lname] = "[redacted]"
         else:
             kept[lname] = value[:512]
     return kept
+
+
+@lru_cache(maxsize=1024)  # header names repeat from request to request
+def _sensitive(lname: str) -> bool:
+    return any(word in lname for word in _SENSITIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,18 +302,15 @@ class Ingestor:
         self, leaders: list[_Pending], job: str
     ) -> dict[tuple[str, str], Receipt]:
         """In a worker thread: commit the rows (each naming the job that will carry it), then
-        remember them in Redis in one pipeline. Raises ``SQLAlchemyError``; Redis failures are
+        remember them in Redis in one round trip. Raises ``SQLAlchemyError``; Redis failures are
         logged (SQL still decides duplicates)."""
         for pending in leaders:
             pending.row["queued_job"] = job
         with Session(self._engine) as session, session.begin():
             receipts = event_store.insert_many(session, [p.row for p in leaders])
+        committed = [(p.source, p.key, receipts[p.sql_key].event_id) for p in leaders]
         try:
-            with self._queue.connection.pipeline(transaction=False) as pipe:
-                for pending in leaders:
-                    receipt = receipts[pending.sql_key]
-                    self._dedupe.remember_in(pipe, pending.source, pending.key, receipt.event_id)
-                pipe.execute()
+            self._dedupe.remember_many(self._queue.connection, committed)
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
         return receipts

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.domain.apikeys import ApiKey
+from app.gctune import settle_heap
 from app.ingest import Ingestor
 from app.logging import configure_logging
 from app.middleware import RequestObserver
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             batch_size=settings.processing.batch_size,
             linger_s=settings.processing.enqueue_linger_ms / 1000,
         )
+        settle_heap()
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)
         try:
             yield

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -89,6 +89,20 @@ _REASONS = {"validation_failed": "schema"}
 
 # Read once, as prometheus_client does when it is imported: the mode cannot change later.
 MULTIPROC_DIR = os.environ.get(MULTIPROC_ENV) or None
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered. ``labels()`` checks and locks on every call
+    (a few microseconds); the receipt path asks for the same few label sets every time, and
+    every label set here is bounded (route templates, configured sources, status codes)."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def rejection_reason(code: str) -> str:

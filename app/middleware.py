@@ -9,7 +9,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.metrics import HTTP_DURATION, HTTP_REQUESTS
+from app.metrics import HTTP_DURATION, HTTP_REQUESTS, child
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -47,13 +47,14 @@ class RequestObserver:
             await send(message)
 
         started = time.perf_counter()
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
-                await self.app(scope, receive, send_observed)
+            await self.app(scope, receive, send_observed)
         finally:
+            structlog.contextvars.reset_contextvars(**tokens)
             # The matched route's template; under a Mount (the console) with the mount's prefix.
             template = getattr(scope.get("route"), "path", None)
             route = scope.get("root_path", "") + template if template else "_unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
+            child(HTTP_REQUESTS, route, method, str(status)).inc()
+            child(HTTP_DURATION, route).observe(time.perf_counter() - started)

@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -105,11 +106,16 @@ class SourceConfig(_Strict):
                 decode_webhook_secret(secret)
         return self
 
-    def secret_bytes(self) -> tuple[bytes, ...]:
-        """The active secrets as bytes (Standard Webhooks secrets base64-decoded)."""
+    @cached_property
+    def _secret_bytes(self) -> tuple[bytes, ...]:
         if self.auth == "standard-webhooks":
             return tuple(decode_webhook_secret(s) for s in self.secrets)
         return tuple(s.encode() for s in self.secrets)
+
+    def secret_bytes(self) -> tuple[bytes, ...]:
+        """The active secrets as bytes (Standard Webhooks secrets base64-decoded), decoded
+        once per source: every receipt asks."""
+        return self._secret_bytes
 
 
 class ApiKeyConfig(_Strict):

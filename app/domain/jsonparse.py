@@ -1,10 +1,14 @@
 """Exact, bounded JSON parsing of callback bodies.
 
-orjson would turn ``0.1`` into a float, so bodies are parsed with the standard library's
-scanner with ``parse_float=Decimal``: every JSON number with a fraction or exponent becomes an
-exact ``Decimal``, integers stay ``int``. NaN and Infinity are refused, numbers longer than
-``MAX_NUMBER_CHARS`` are refused before conversion (no 10k-digit int parsing), and nesting that
-exhausts the recursion limit is refused, all as ``BadRequest``.
+orjson would turn ``0.1`` into a float, so a body orjson reads with any float in it (a number
+with a fraction or exponent, or an integer beyond 64 bits) is parsed again with the standard
+library's scanner with ``parse_float=Decimal``: every such number becomes an exact ``Decimal``,
+integers stay ``int``. Bodies without one (amounts as strings, the usual case) take orjson's
+answer, about ten times faster; the two paths give equal results (a property test holds them
+to it), and any body orjson refuses is left to the standard library to refuse with its
+message. NaN and Infinity are refused, numbers longer than ``MAX_NUMBER_CHARS`` are refused
+before conversion (no 10k-digit int parsing), and nesting that exhausts the recursion limit is
+refused, all as ``BadRequest``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import orjson
 
 from app.domain.errors import BadRequest
 
@@ -83,8 +89,45 @@ def decode_text(body: bytes) -> str:
         raise BadRequest(f"body is not valid UTF-8 (byte {exc.start})") from exc
 
 
+_INEXACT = object()  # orjson's answer holds a float: parse again, exactly
+
+
 def loads_exact(body: bytes | str) -> Any:
     """Parse JSON with exact decimals. Raises ``BadRequest`` for anything that is not sane JSON."""
+    value = _loads_fast(body)
+    if value is not _INEXACT:
+        return value
+    return loads_exact_stdlib(body)
+
+
+def _loads_fast(body: bytes | str) -> Any:
+    """orjson's parse when it is exact: no float anywhere. Checks what ``_check_tree`` checks."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _INEXACT  # the standard library says what is wrong, in its words
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            check_text(node)
+        elif isinstance(node, float):
+            return _INEXACT
+        elif isinstance(node, dict | list):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+            if isinstance(node, dict):
+                for key in node:
+                    check_text(key)
+                stack.extend((child, depth) for child in node.values())
+            else:
+                stack.extend((child, depth) for child in node)
+    return value
+
+
+def loads_exact_stdlib(body: bytes | str) -> Any:
+    """``loads_exact`` on the standard library's scanner alone (exact for every number)."""
     text = decode_text(body) if isinstance(body, bytes) else body
     # Cheap pre-check: a body that cannot be shallow enough is refused before recursion.
     if text.count("[") + text.count("{") > 10 * MAX_DEPTH and _looks_deep(text):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from functools import lru_cache
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@lru_cache(maxsize=4096)  # every receipt parses its peer; addresses are immutable
 def parse_ip(text: str) -> IPAddress | None:
     """Return the address in ``text`` (IPv4-mapped IPv6 unwrapped), or ``None`` if it is not one."""
     try:

@@ -7,6 +7,7 @@ signature over those exact bytes (401), then parsing (400) and the schema (422).
 
 from __future__ import annotations
 
+import logging
 import time
 
 import structlog
@@ -22,6 +23,7 @@ from app.responses import json_response
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -32,14 +34,20 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BadRequest("Content-Length must be a number")
         if int(declared) > limit:
             raise TooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+    # Straight from the ASGI messages (Request.stream() is an async generator per request).
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"body is over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def receive_hook(request: Request) -> Response:
@@ -48,15 +56,16 @@ async def receive_hook(request: Request) -> Response:
     name = request.path_params["source"]
     token = request.path_params.get("token")
     source = settings.sources.get(name)
-    structlog.contextvars.bind_contextvars(source=name)
+    tokens = structlog.contextvars.bind_contextvars(source=name)
     try:
         if source is None:
             raise UnknownSource(f"no source named {name!r}")
         peer = request.client.host if request.client else None
         # Several X-Forwarded-For lines are one list (RFC 9110): a proxy that appends its own
         # line must not let the first, client-written line decide.
-        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
-        client = client_address(peer, forwarded, settings.server.trusted_proxies)
+        trusted = settings.server.trusted_proxies
+        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) if trusted else None
+        client = client_address(peer, forwarded or None, trusted)
         if source.allow_ips and not in_networks(client, source.allow_ips):
             raise Forbidden(f"client address {client} is not allowed for source {name!r}")
         if token is not None and source.auth != "token":
@@ -83,16 +92,23 @@ async def receive_hook(request: Request) -> Response:
         _count(name, 400, "bad_request")
         return json_response({"error": "bad_request", "message": "client disconnected"}, 400)
     finally:
-        structlog.contextvars.unbind_contextvars("source")
-    log.info("hook.received", source=name, status=outcome.status, event_id=outcome.event_id)
-    metrics.EVENTS_RECEIVED.labels(name, outcome.status).inc()
+        structlog.contextvars.reset_contextvars(**tokens)
+    if _info_enabled():
+        log.info("hook.received", source=name, status=outcome.status, event_id=outcome.event_id)
+    metrics.child(metrics.EVENTS_RECEIVED, name, outcome.status).inc()
     return json_response({"status": outcome.status, "event_id": outcome.event_id}, 200)
 
 
 def _count(source: str, status: int, code: str) -> None:
     """A callback not stored: ``unavailable`` (503, the sender retries) or ``rejected``."""
     if status == 503:
-        metrics.EVENTS_RECEIVED.labels(source, "unavailable").inc()
+        metrics.child(metrics.EVENTS_RECEIVED, source, "unavailable").inc()
         return
-    metrics.EVENTS_RECEIVED.labels(source, "rejected").inc()
-    metrics.REJECTIONS.labels(source, metrics.rejection_reason(code)).inc()
+    metrics.child(metrics.EVENTS_RECEIVED, source, "rejected").inc()
+    metrics.child(metrics.REJECTIONS, source, metrics.rejection_reason(code)).inc()
+
+
+def _info_enabled() -> bool:
+    """Whether an INFO line would be written: the standard library caches the answer, while a
+    structlog call runs its processor chain before the level filter drops it."""
+    return _stdlib_log.isEnabledFor(logging.INFO)

@@ -233,3 +233,87 @@ def test_a_surrogate_pair_escape_is_fine() -> None:
 def test_numbers_of_absurd_magnitude_are_refused(number: bytes) -> None:
     with pytest.raises(BadRequest, match="out of range"):
         loads_exact(b'{"a": ' + number + b"}")
+
+
+# --- the orjson fast path gives what the exact standard-library parser gives ----------------
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+def _render(value: Any) -> str:
+    """JSON text of ``value``, with each Decimal written as its own exact number text."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_render(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def _outcome(parse: Any, body: bytes | str) -> tuple[str, Any]:
+    try:
+        value = parse(body)
+    except BadRequest as exc:
+        return ("refused", exc.message)
+    return ("value", (value, _types(value)))
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    return type(value).__name__, str(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_fast_path_equals_the_exact_parser_on_valid_json(value: Any) -> None:
+    from app.domain.jsonparse import loads_exact_stdlib
+
+    text = _render(value)
+    for body in (text, text.encode("utf-8", "surrogatepass")):
+        assert _outcome(loads_exact, body) == _outcome(loads_exact_stdlib, body)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.binary(max_size=64) | st.text(alphabet='{}[]",:.-+eE0123456789 \\u\x00tfnalrs', max_size=40)
+)
+def test_fast_path_equals_the_exact_parser_on_any_input(body: bytes | str) -> None:
+    from app.domain.jsonparse import loads_exact_stdlib
+
+    assert _outcome(loads_exact, body) == _outcome(loads_exact_stdlib, body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "\\ud800"}',  # a lone surrogate escape
+        b'{"a": "x\\u0000"}',  # NUL
+        b'{"\\u0000": 1}',
+        b"\xef\xbb\xbf{}",  # a byte order mark
+        b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),
+        b"18446744073709551616",  # beyond 64 bits: orjson gives a float
+        b'{"a": -0, "b": 1E2, "c": 0.10}',
+        b'{"a": 1, "a": 2}',
+    ],
+)
+def test_fast_path_edge_cases_match(body: bytes) -> None:
+    from app.domain.jsonparse import loads_exact_stdlib
+
+    assert _outcome(loads_exact, body) == _outcome(loads_exact_stdlib, body)
