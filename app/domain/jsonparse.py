@@ -61,14 +61,17 @@ def check_text(text: str) -> None:
         raise BadRequest("text contains a lone surrogate (an unpaired \\ud800 escape)") from exc
 
 
-def _check_tree(value: Any, limit: int) -> None:
+def _check_tree(value: Any, limit: int) -> bool:
     """Refuse nesting deeper than ``limit`` (scalars add nothing) and text ``check_text``
-    refuses, in object keys and values alike. Iterative: no recursion on hostile input."""
+    refuses, in object keys and values alike. Iterative: no recursion on hostile input.
+    Returns True, and stops, at the first float (orjson's inexact reading of a number)."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
             check_text(node)
+        elif isinstance(node, float):
+            return True
         elif isinstance(node, dict | list):
             depth += 1
             if depth > limit:
@@ -79,6 +82,7 @@ def _check_tree(value: Any, limit: int) -> None:
                 stack.extend((child, depth) for child in node.values())
             else:
                 stack.extend((child, depth) for child in node)
+    return False
 
 
 def decode_text(body: bytes) -> str:
@@ -106,24 +110,7 @@ def _loads_fast(body: bytes | str) -> Any:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _INEXACT  # the standard library says what is wrong, in its words
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, str):
-            check_text(node)
-        elif isinstance(node, float):
-            return _INEXACT
-        elif isinstance(node, dict | list):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
-            if isinstance(node, dict):
-                for key in node:
-                    check_text(key)
-                stack.extend((child, depth) for child in node.values())
-            else:
-                stack.extend((child, depth) for child in node)
-    return value
+    return _INEXACT if _check_tree(value, MAX_DEPTH) else value
 
 
 def loads_exact_stdlib(body: bytes | str) -> Any:

@@ -10,13 +10,12 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, tuple_, update
-from sqlalchemy.engine import Dialect
 from sqlmodel import Session, col
 
-from app.store.db import insert_ignore_many
+from app.store.db import BulkInsert
 from app.store.models import EventAttempt, InboundEvent, Signal, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
@@ -40,31 +39,27 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
     """Store each row (all ``inbound_events`` columns) unless its (source, idempotency_key)
     exists; return, per (source, key), the id that is stored and whether this call stored it.
 
-    The receipt hot path, so it talks to the driver directly (``_RawInsert``). PostgreSQL: one
-    ``INSERT ... SELECT FROM unnest(column arrays) ON CONFLICT DO NOTHING RETURNING id``, a
-    single statement whatever the batch (pipelined single-row inserts cost the server about
-    four times the CPU per row). SQLite: one executemany of the single-row insert, then one
-    lookup of which of our ids are there. Only keys that were already stored need a second
-    lookup. Rows sharing a key: the first is stored. Runs in the session's transaction
-    and does not commit."""
+    The receipt hot path (``BulkInsert``). PostgreSQL: one ``INSERT ... SELECT FROM
+    unnest(column arrays) ON CONFLICT DO NOTHING RETURNING id``. SQLite: one executemany of
+    the single-row insert, then one lookup of which of our ids are there. Only keys that were
+    already stored need a second lookup. Rows sharing a key: the first is stored. Runs in the
+    session's transaction and does not commit."""
     table = table_of(InboundEvent)
-    connection = session.connection()
-    raw = _RawInsert.of(connection.dialect)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        # In key order: two transactions inserting the same keys wait for each other in the
-        # same order, never in opposite orders (a deadlock on PostgreSQL's unique index).
-        ordered = sorted(rows, key=lambda r: (r["source"], r["idempotency_key"]))
-        if raw.unnest:
-            cursor.execute(raw.insert, raw.columns_of(ordered))
-        else:
-            cursor.executemany(raw.insert, [raw.params(row) for row in ordered])
-            ours = [row["id"] for row in rows]
-            marks = ", ".join("?" * len(ours))  # placeholders only: the ids are bound
-            cursor.execute(f"SELECT id FROM inbound_events WHERE id IN ({marks})", ours)  # noqa: S608
-        stored = {event_id for (event_id,) in cursor.fetchall()}
-    finally:
-        cursor.close()
+    bulk = BulkInsert.of(
+        session.get_bind().dialect,
+        table,
+        tuple(column.name for column in table.columns),
+        conflict=("source", "idempotency_key"),
+        returning="id",
+    )
+    # In key order: two transactions inserting the same keys wait for each other in the same
+    # order, never in opposite orders (a deadlock on PostgreSQL's unique index).
+    ordered = sorted(rows, key=lambda r: (r["source"], r["idempotency_key"]))
+    returned = bulk.execute(session, ordered)
+    if returned is None:  # SQLite: no RETURNING from executemany; ask which ids are ours
+        ours = [row["id"] for row in rows]
+        returned = list(session.execute(select(table.c.id).where(_any(table.c.id, ours))))
+    stored = {event_id for (event_id,) in returned}
     receipts: dict[tuple[str, str], Receipt] = {}
     for row in rows:
         if row["id"] in stored:
@@ -78,71 +73,6 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
         )
         receipts.update({(src, key): Receipt(event_id, False) for event_id, src, key in found})
     return receipts
-
-
-@dataclass(frozen=True)
-class _RawInsert:
-    """The receipt insert, compiled once per dialect by SQLAlchemy and run on the DBAPI cursor.
-
-    SQLAlchemy's own executemany costs about twice the driver's time per row (measured with
-    ``bench.ingest``); this keeps its SQL and its bind processors (so datetimes and bytes are
-    stored exactly as the ORM writes and reads them) and drops the rest."""
-
-    insert: str
-    columns: tuple[str, ...]
-    processors: tuple[tuple[int, Any], ...]
-    unnest: bool  # PostgreSQL: one statement over column arrays, RETURNING the stored ids
-
-    _cache: ClassVar[dict[str, _RawInsert]] = {}
-
-    @classmethod
-    def of(cls, dialect: Dialect) -> _RawInsert:
-        raw = cls._cache.get(dialect.name)
-        if raw is None:
-            raw = cls._cache[dialect.name] = cls._compile(dialect)
-        return raw
-
-    @classmethod
-    def _compile(cls, dialect: Dialect) -> _RawInsert:
-        table = table_of(InboundEvent)
-        columns = tuple(column.name for column in table.columns)
-        stmt = insert_ignore_many(dialect.name, table, ["source", "idempotency_key"])
-        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-        processors = compiled._bind_processors  # the ORM's own converters
-        unnest = dialect.name == "postgresql"
-        if unnest:
-            order = columns
-            arrays = ", ".join(
-                f"%s::{table.c[name].type.compile(dialect=dialect)}[]" for name in order
-            )
-            # Column names and types come from the model; every value is a bound array.
-            sql = (
-                f"INSERT INTO inbound_events ({', '.join(order)}) "  # noqa: S608
-                f"SELECT * FROM unnest({arrays}) "
-                "ON CONFLICT (source, idempotency_key) DO NOTHING RETURNING id"
-            )
-        else:
-            order = tuple(compiled.positiontup or ())
-            sql = str(compiled)
-        if set(order) != set(columns):  # pragma: no cover - a model change would show here
-            raise RuntimeError("inbound_events insert does not bind every column")
-        return cls(
-            insert=sql,
-            columns=order,
-            processors=tuple((i, processors[n]) for i, n in enumerate(order) if n in processors),
-            unnest=unnest,
-        )
-
-    def params(self, row: dict[str, Any]) -> list[Any]:
-        values = [row[name] for name in self.columns]
-        for i, process in self.processors:
-            if values[i] is not None:
-                values[i] = process(values[i])
-        return values
-
-    def columns_of(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
-        """The rows as one array per column (for ``unnest``)."""
-        return [list(column) for column in zip(*(self.params(row) for row in rows), strict=True)]
 
 
 def _any(column: Any, values: list[str]) -> Any:

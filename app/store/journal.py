@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, Inexact, InvalidOperation, Overflow, Underflow
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, text, tuple_, update
+from sqlalchemy import bindparam, event, func, select, text, tuple_, update
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from app.domain.errors import PermanentError
 from app.domain.journal import EntryDraft, checked
 from app.domain.money import exact
-from app.store.db import insert_ignore_many
+from app.store.db import BulkInsert, insert_ignore_many
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting, table_of
 
 LEDGER_LOCK = 7414002
@@ -153,8 +153,14 @@ class LedgerWriter:
         for row, posting_id in zip(self._postings, ids, strict=True):
             row["id"] = posting_id
             last[(row["account_id"], row["currency"])] = posting_id
-        self._session.execute(insert(table_of(JournalEntry)), self._entries)
-        self._session.execute(insert(postings), self._postings)  # one pipelined executemany
+        dialect = self._session.get_bind().dialect
+        entries = table_of(JournalEntry)
+        BulkInsert.of(dialect, entries, tuple(self._entries[0])).execute(
+            self._session, self._entries
+        )
+        BulkInsert.of(dialect, postings, tuple(self._postings[0])).execute(
+            self._session, self._postings
+        )
         balances = table_of(AccountBalance)
         self._session.execute(
             update(balances)
