@@ -5,10 +5,12 @@ with a fraction or exponent, or an integer beyond 64 bits) is parsed again with 
 library's scanner with ``parse_float=Decimal``: every such number becomes an exact ``Decimal``,
 integers stay ``int``. Bodies without one (amounts as strings, the usual case) take orjson's
 answer, about ten times faster; the two paths give equal results (a property test holds them
-to it), and any body orjson refuses is left to the standard library to refuse with its
-message. NaN and Infinity are refused, numbers longer than ``MAX_NUMBER_CHARS`` are refused
-before conversion (no 10k-digit int parsing), and nesting that exhausts the recursion limit is
-refused, all as ``BadRequest``.
+to it), and any body either path refuses is refused by the standard library, with its
+message. One difference is left: with a key given twice the last value wins in both, but only
+the standard library looks at the number it replaced, so ``{"a": 1e99, "a": 1}`` is refused
+there and read as ``{"a": 1}`` here. The dropped number is never used. NaN and Infinity are
+refused, numbers longer than ``MAX_NUMBER_CHARS`` are refused before conversion (no 10k-digit
+int parsing), and nesting that exhausts the recursion limit is refused, all as ``BadRequest``.
 """
 
 from __future__ import annotations
@@ -110,7 +112,11 @@ def _loads_fast(body: bytes | str) -> Any:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _INEXACT  # the standard library says what is wrong, in its words
-    return _INEXACT if _check_tree(value, MAX_DEPTH) else value
+    try:
+        inexact = _check_tree(value, MAX_DEPTH)
+    except BadRequest:
+        return _INEXACT  # refused either way; the exact parser's message is the one given
+    return _INEXACT if inexact else value
 
 
 def loads_exact_stdlib(body: bytes | str) -> Any:

@@ -7,6 +7,7 @@ PostgreSQL relies on row locks (``SELECT ... FOR UPDATE``) taken by the worker.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -168,9 +169,9 @@ class BulkInsert:
         unnest = dialect.name == "postgresql"
         if unnest:
             order = columns
-            arrays = ", ".join(
-                f"%s::{table.c[name].type.compile(dialect=dialect)}[]" for name in order
-            )
+            # Arrays of the bare types (VARCHAR, not VARCHAR(40): an explicit cast to a length
+            # truncates); the insert's assignment cast then enforces lengths and scales.
+            arrays = ", ".join(f"%s::{_bare_type(table.c[name], dialect)}[]" for name in order)
             # Table, column names and types come from the model; every value is bound.
             names = ", ".join(order)
             sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
@@ -203,13 +204,17 @@ class BulkInsert:
         transaction. Returns the ``returning`` column's rows on PostgreSQL, else ``None``."""
         if not rows:
             return [] if self.returning else None
-        cursor = session.connection().connection.dbapi_connection.cursor()
-        try:
-            if self.unnest:
-                arrays = zip(*(self._params(row) for row in rows), strict=True)
-                cursor.execute(self.sql, [list(column) for column in arrays])
-                return list(cursor.fetchall()) if self.returning else None
-            cursor.executemany(self.sql, [self._params(row) for row in rows])
-            return None
-        finally:
-            cursor.close()
+        # exec_driver_sql: no compiling, but the driver's errors still arrive as SQLAlchemy's
+        # (OperationalError, IntegrityError...) and a lost connection is invalidated.
+        connection = session.connection()
+        if self.unnest:
+            arrays = zip(*(self._params(row) for row in rows), strict=True)
+            result = connection.exec_driver_sql(self.sql, tuple(list(col) for col in arrays))
+            return list(result.fetchall()) if self.returning else None
+        connection.exec_driver_sql(self.sql, [tuple(self._params(row)) for row in rows])
+        return None
+
+
+def _bare_type(column: Any, dialect: Dialect) -> str:
+    """The column's SQL type without length, precision or scale: ``VARCHAR(40)`` -> ``VARCHAR``."""
+    return re.sub(r"\([^)]*\)", "", column.type.compile(dialect=dialect)).strip()

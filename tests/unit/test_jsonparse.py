@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from app.domain.errors import BadRequest
@@ -297,7 +297,35 @@ def test_fast_path_equals_the_exact_parser_on_valid_json(value: Any) -> None:
 def test_fast_path_equals_the_exact_parser_on_any_input(body: bytes | str) -> None:
     from app.domain.jsonparse import loads_exact_stdlib
 
+    assume(not _has_duplicate_keys(body))  # the one documented difference, tested below
     assert _outcome(loads_exact, body) == _outcome(loads_exact_stdlib, body)
+
+
+def _has_duplicate_keys(body: bytes | str) -> bool:
+    seen_twice = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen_twice
+        seen_twice |= len({key for key, _ in items}) != len(items)
+        return dict(items)
+
+    try:
+        json.loads(
+            body, object_pairs_hook=pairs, parse_float=str, parse_int=str, parse_constant=str
+        )
+    except (ValueError, RecursionError):
+        return False
+    return seen_twice
+
+
+def test_a_number_replaced_by_a_duplicate_key_is_not_looked_at() -> None:
+    """The documented difference: the last value wins, the replaced number is never used."""
+    from app.domain.jsonparse import loads_exact_stdlib
+
+    body = b'{"a": 1e99, "a": 1}'
+    assert loads_exact(body) == {"a": 1}
+    with pytest.raises(BadRequest, match="out of range"):
+        loads_exact_stdlib(body)
 
 
 @pytest.mark.parametrize(
@@ -311,6 +339,7 @@ def test_fast_path_equals_the_exact_parser_on_any_input(body: bytes | str) -> No
         b"18446744073709551616",  # beyond 64 bits: orjson gives a float
         b'{"a": -0, "b": 1E2, "c": 0.10}',
         b'{"a": 1, "a": 2}',
+        b'{"a": 1234567890123456789012345678901234567890123456789012345678901234567890, "c": "\\u0000"}',
     ],
 )
 def test_fast_path_edge_cases_match(body: bytes) -> None:
