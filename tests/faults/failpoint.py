@@ -9,7 +9,8 @@ Environment:
   been sent; COMMIT has not) or ``after_commit`` (COMMIT has returned; RQ has not yet heard
   that the job finished).
 - ``HOOKLEDGER_FAILPOINT_ARM``: a file; the point fires once, in the first process that removes
-  it, and only in a transaction that posted to the ledger.
+  it, and only in a transaction that posted to the ledger. ``before_commit`` then writes the
+  ids of the journal entries the doomed transaction inserted to ``<arm>.killed``.
 - ``HOOKLEDGER_FAILPOINT_KILL``: ``self`` (the process running the job: the work horse of a
   forking worker, the worker itself of a simple one) or ``worker`` (the parent worker first,
   then the horse: the whole worker gone at once).
@@ -35,11 +36,21 @@ def _posts_to_ledger(session: Session) -> bool:
     return isinstance(writer, LedgerWriter) and writer.has_posted()
 
 
-def _fire(arm: str, victim: str) -> None:
+def _fire(arm: str, victim: str, session: Session | None = None) -> None:
     try:
         os.unlink(arm)  # exactly one process wins the file
     except FileNotFoundError:
         return
+    if session is not None:
+        # Before COMMIT: say which journal entries this transaction wrote (the rows whose xmin
+        # is this transaction), so the test can check exactly those never appear; a retry of
+        # the same job may commit other entries before the test looks.
+        ids = session.connection().exec_driver_sql(
+            "SELECT id FROM journal_entries WHERE xmin::text = mod(txid_current(), 4294967296)::text"
+        )
+        with open(f"{arm}.killed.tmp", "w") as out:
+            out.write(" ".join(str(entry_id) for (entry_id,) in ids))
+        os.replace(f"{arm}.killed.tmp", f"{arm}.killed")  # whole, or not there yet
     if victim == "worker" and os.getppid() > 1:
         parent = os.getppid()
         # Only a forked horse has a worker for a parent; a simple worker's parent is the test.
@@ -70,7 +81,7 @@ def install() -> None:
         if point == "before_commit" and session.in_nested_transaction():
             return
         if _posts_to_ledger(session):
-            _fire(arm, victim)
+            _fire(arm, victim, session if point == "before_commit" else None)
 
     event.listen(Session, point, hook)
 
