@@ -115,8 +115,9 @@ def insert_ignore_many(dialect_name: str, table: Any, conflict: list[str]) -> An
 
 @dataclass(frozen=True)
 class BulkInsert:
-    """A multi-row insert compiled once per (dialect, table, columns) by SQLAlchemy and run on
-    the DBAPI cursor of the session's transaction; for the hot paths (receipts, postings).
+    """A multi-row insert compiled once per (dialect, table, columns) by SQLAlchemy and run as
+    driver SQL (``exec_driver_sql``) in the session's transaction; for the hot paths
+    (receipts, journal entries, postings).
 
     PostgreSQL: one ``INSERT ... SELECT * FROM unnest(one array per column)``, a single
     statement whatever the row count. Pipelined single-row inserts (SQLAlchemy's executemany)
