@@ -27,7 +27,7 @@ import structlog
 from anyio import to_thread
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from app.domain.errors import Unavailable
@@ -171,6 +171,7 @@ class Ingestor:
         linger_s: float = 0.02,
     ) -> None:
         self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dedupe = dedupe
         self._queue = queue
         self._batch_size = batch_size
@@ -306,14 +307,31 @@ class Ingestor:
         logged (SQL still decides duplicates)."""
         for pending in leaders:
             pending.row["queued_job"] = job
-        with Session(self._engine) as session, session.begin():
-            receipts = event_store.insert_many(session, [p.row for p in leaders])
+        receipts = self._insert([p.row for p in leaders])
         committed = [(p.source, p.key, receipts[p.sql_key].event_id) for p in leaders]
         try:
             self._dedupe.remember_many(self._queue.connection, committed)
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
         return receipts
+
+    def _insert(self, rows: list[dict[str, Any]]) -> dict[tuple[str, str], Receipt]:
+        """Commit the rows. PostgreSQL: the batch is one ``INSERT ... RETURNING`` statement, run
+        in autocommit (one round trip where BEGIN and COMMIT made three). The pool does not
+        ping connections, so a connection the server dropped since its last use (a restart)
+        fails here before anything is written, and the batch is sent again once on a new one."""
+        if self._engine.dialect.name != "postgresql":
+            with Session(self._engine) as session, session.begin():
+                return event_store.insert_many(session, rows)
+        for attempt in (1, 2):
+            try:
+                with self._autocommit.connect() as conn, Session(bind=conn) as session:
+                    return event_store.insert_many(session, rows)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                log.warning("ingest.connection_dropped", error=type(exc).__name__)
+        raise AssertionError("unreachable")
 
     # --- processing jobs: one per window of consecutive flushes ----------------------------
 

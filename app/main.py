@@ -62,6 +62,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         url = redis_url(settings)
         async_client = async_redis_client(url, socket_timeout=2, connect_timeout=2)
         sync_client = redis_client(url, socket_timeout=2, connect_timeout=2)
+        # Receipts get their own pool with no pre-ping: the store retries a dropped connection
+        # itself, and a ping would be one more round trip for every micro-batch.
+        receipts = (
+            make_engine(settings.database_url, pool_size=4, pre_ping=False)
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         app.state.engine = engine
         app.state.aioredis = async_client
         events = EventQueue(sync_client, settings.processing)
@@ -69,7 +76,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings=settings, engine=engine, redis=sync_client, events=events
         )
         app.state.ingestor = Ingestor(
-            engine=engine,
+            engine=receipts,
             dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
             queue=events,
             batch_size=settings.processing.batch_size,
@@ -83,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await app.state.ingestor.close()
             await async_client.aclose()
             sync_client.close()
+            receipts.dispose()
             engine.dispose()
 
     from app.console import console_mount

@@ -13,8 +13,8 @@ PingPong settlements, 20% TRON deposits. Two designs, each on a fresh database:
   ``processing.batch_size`` events, one transaction with a savepoint per event.
 
 The baseline runs on a smaller backlog by default (it is slow; a rate is a rate). ``ANALYZE``
-runs every 5 s during both, standing in for autovacuum (off on this machine's PostgreSQL):
-without it, plans cached while the tables were empty scan them whole for every event.
+runs during both as autovacuum's default rule would (autovacuum is off on this machine): without
+it, plans cached while the tables were empty scan them whole for every event.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from app.domain.sources.base import ParsedEvent
 from app.store import events as event_store
 from app.store.journal import flush_ledger, ledger_writer
 from app.store.models import InboundEvent
+from app.store.queue import is_batch
 from workers.apply import Context, aggregate_of, apply_event, lock_aggregates
 from workers.outbox import write_signals
 from workers.runtime import Runtime, get_runtime
@@ -62,7 +63,7 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
         raise TypeError("process_events takes a list of event ids")
     runtime = get_runtime()
     _forget_outage_note()
-    ids = sorted(set(event_ids))
+    ids = sorted(set(event_ids) | set(take_waiting(runtime, own=len(event_ids))))
     statuses: dict[str, str] | None = None
     try:
         statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=False)
@@ -85,6 +86,29 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+def take_waiting(runtime: Runtime, *, own: int) -> list[str]:
+    """In a batch job: the event ids of the batch jobs waiting behind it, taken off the queue
+    (whole jobs, up to ``processing.batch_size`` events counting this job's ``own``).
+
+    Adaptive batching: receipts queue a job per short window (``enqueue_linger_ms``), which
+    keeps latency low while workers keep up; when they fall behind, the jobs that piled up are
+    applied together, one transaction and one ledger write for all, instead of paying each
+    job's fixed cost (RQ's bookkeeping, the ledger lock, COMMIT) one after another. A taken
+    job is deleted; if this worker dies before its commit, the sweep re-queues those events
+    like any lost job's. Redis trouble only means nothing is taken."""
+    job = get_current_job()
+    if job is None or not is_batch(job.id):
+        return []
+    try:
+        taken = runtime.events.take_waiting_batches(runtime.settings.processing.batch_size - own)
+    except (RedisError, OSError) as exc:
+        log.warning("batch.take_failed", error=type(exc).__name__)
+        return []
+    if taken:
+        log.info("batch.took_waiting", events=len(taken))
+    return taken
 
 
 def _apply_batch(

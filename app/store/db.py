@@ -78,8 +78,12 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """Create an engine for ``url``; creates ``./var`` for a relative SQLite path."""
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """Create an engine for ``url``; creates ``./var`` for a relative SQLite path.
+
+    ``pre_ping`` (PostgreSQL) tests each connection as it leaves the pool, one round trip, so a
+    connection the server dropped (a restart) is replaced instead of failing its first
+    statement. A hot path that retries a dropped connection itself turns it off."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -93,7 +97,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )

@@ -396,22 +396,41 @@ def table_of(model: type[SQLModel]) -> Table:
     return table
 
 
-# PostgreSQL checks invariant 1 of app.domain.journal at commit: every entry balances per
-# currency. (SQLite cannot defer a check; there the code and `ledger verify` enforce it.)
+# PostgreSQL checks invariant 1 of app.domain.journal: every entry balances per currency. The
+# check runs once per statement that inserts or updates postings, over the entries it touched
+# (a transition table), not once per posting: the ledger writer inserts a batch's postings, every
+# posting of an entry among them, in one statement. So an entry cannot be written in pieces by
+# several statements. (SQLite has no statement triggers with transition tables; there the code
+# and `ledger verify` enforce it.)
 _PG_BALANCED = [
     """
-    CREATE OR REPLACE FUNCTION hl_entry_balanced() RETURNS trigger AS $$
+    CREATE OR REPLACE FUNCTION hl_entries_balanced() RETURNS trigger AS $$
+    DECLARE
+      touched bigint[];
+      bad bigint;
     BEGIN
-      IF EXISTS (
-        SELECT 1 FROM postings WHERE entry_id = NEW.entry_id
-        GROUP BY currency HAVING SUM(amount) <> 0
-      ) THEN
-        RAISE EXCEPTION 'journal entry % does not balance', NEW.entry_id;
+      -- An array, looked up with the entry_id index (a join against the transition table may
+      -- be planned as a merge join that reads the index from its start).
+      IF TG_OP = 'UPDATE' THEN
+        SELECT array_agg(DISTINCT entry_id) INTO touched
+        FROM (SELECT entry_id FROM hl_new UNION ALL SELECT entry_id FROM hl_old) AS t;
+      ELSE
+        SELECT array_agg(DISTINCT entry_id) INTO touched FROM hl_new;
+      END IF;
+      SELECT p.entry_id INTO bad FROM postings p
+      WHERE p.entry_id = ANY(touched)
+      GROUP BY p.entry_id, p.currency HAVING SUM(p.amount) <> 0 LIMIT 1;
+      IF FOUND THEN
+        RAISE EXCEPTION 'journal entry % does not balance', bad;
       END IF;
       RETURN NULL;
     END $$ LANGUAGE plpgsql
     """,
+    # Earlier versions: a deferred row trigger (one check per posting, at commit).
     "DROP TRIGGER IF EXISTS hl_entry_balanced ON postings",
+    "DROP FUNCTION IF EXISTS hl_entry_balanced()",
+    "DROP TRIGGER IF EXISTS hl_entries_balanced_insert ON postings",
+    "DROP TRIGGER IF EXISTS hl_entries_balanced_update ON postings",
     # io_type is the sign of amount (a numeric comparison: SQLite stores amounts as text).
     """
     DO $$ BEGIN
@@ -421,8 +440,14 @@ _PG_BALANCED = [
     END $$
     """,
     """
-    CREATE CONSTRAINT TRIGGER hl_entry_balanced AFTER INSERT OR UPDATE ON postings
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hl_entry_balanced()
+    CREATE TRIGGER hl_entries_balanced_insert AFTER INSERT ON postings
+    REFERENCING NEW TABLE AS hl_new
+    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
+    """,
+    """
+    CREATE TRIGGER hl_entries_balanced_update AFTER UPDATE ON postings
+    REFERENCING OLD TABLE AS hl_old NEW TABLE AS hl_new
+    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
     """,
 ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import structlog
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, Retry
@@ -29,11 +30,28 @@ from rq.utils import current_timestamp
 
 from app.settings import ProcessingConfig
 
+log = structlog.get_logger(__name__)
+
 PROCESS_EVENT = "workers.jobs.process_event"
 PROCESS_EVENTS = "workers.jobs.process_events"
 DELIVER_SIGNAL = "workers.delivery.deliver_signal"
 FAILURE_TTL_S = 7 * 86_400
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+
+# Take waiting jobs off the queue list, atomically: an id that LREM removes belongs to the
+# caller, and its job hash is deleted at once. If the caller dies before it commits their events,
+# the sweep finds those events pending under a job that no longer exists and queues them again
+# (after ``stale_after_s``), as for any lost job.
+_TAKE = """
+local taken = {}
+for _, id in ipairs(ARGV) do
+  if redis.call('LREM', KEYS[1], 1, id) == 1 then
+    redis.call('DEL', KEYS[2] .. id)
+    taken[#taken + 1] = id
+  end
+end
+return taken
+"""
 
 
 def job_id(event_id: str) -> str:
@@ -71,6 +89,7 @@ class EventQueue:
         self._timeout_s = cfg.job_timeout_s
         delays = [int(d) for d in cfg.retry_delays_s]
         self._retry = Retry(max=len(delays), interval=delays) if delays else None
+        self._take = connection.register_script(_TAKE)
 
     def enqueue(self, event_id: str, *, again: bool = False) -> None:
         """Queue the job of ``event_id``; ``again`` also clears an earlier failed job of it.
@@ -91,6 +110,35 @@ class EventQueue:
             pipeline=pipeline,
             description=f"process_events {len(event_ids)} from {event_ids[0]}",
         )
+
+    def take_waiting_batches(self, room: int, *, scan: int = 64) -> list[str]:
+        """Take whole waiting batch jobs off the queue, oldest first, up to ``room`` events in
+        all, and return their event ids; the jobs no longer exist afterwards. A worker calls
+        this when it starts a batch, so under load the small jobs that piled up behind it are
+        applied in its one transaction instead of one after another (see ``take_waiting``).
+        Raises redis errors to the caller."""
+        if room <= 0:
+            return []
+        waiting = [_text(n) for n in self.connection.lrange(self.queue.key, 0, scan - 1)]
+        names = [n for n in waiting if is_batch(n)]
+        if not names:
+            return []
+        chosen: dict[str, list[str]] = {}
+        for job in Job.fetch_many(names, connection=self.connection, serializer=JSONSerializer):
+            if job is None or job.func_name != PROCESS_EVENTS:
+                continue
+            try:
+                ids = job.args[0]
+            except Exception as exc:  # noqa: BLE001 - an unreadable job is left for its worker
+                log.warning("queue.unreadable_job", job=job.id, error=type(exc).__name__)
+                continue
+            if isinstance(ids, list) and len(ids) <= room:
+                chosen[job.id] = [str(e) for e in ids]
+                room -= len(ids)
+        if not chosen:
+            return []
+        taken = self._take(keys=[self.queue.key, Job.redis_job_namespace_prefix], args=list(chosen))
+        return [event_id for name in taken for event_id in chosen[_text(name)]]
 
     def enqueue_signal(self, signal_id: int) -> None:
         """Queue the delivery job of a signal (same queue, so the same workers deliver)."""
@@ -169,3 +217,7 @@ class EventQueue:
         if status == JobStatus.QUEUED:
             return self.connection.lpos(self.queue.key, name) is not None
         return status in WAITING
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
