@@ -67,7 +67,7 @@ class ProcessingConfig(_Strict):
     dedupe_ttl_s: PositiveInt = 7 * 86_400
     job_timeout_s: PositiveInt = 60
     batch_size: int = Field(default=200, ge=1, le=1000)
-    enqueue_linger_ms: float = Field(default=100, ge=0, le=1000)
+    enqueue_linger_ms: float = Field(default=25, ge=0, le=1000)
 
     @field_validator("retry_delays_s")
     @classmethod

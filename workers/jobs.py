@@ -63,7 +63,7 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
         raise TypeError("process_events takes a list of event ids")
     runtime = get_runtime()
     _forget_outage_note()
-    ids = sorted(set(event_ids) | set(take_waiting(runtime, own=len(event_ids))))
+    ids = sorted(set(with_waiting(runtime, event_ids)))
     statuses: dict[str, str] | None = None
     try:
         statuses, created = _apply_batch(runtime, ids, utcnow(), isolate=False)
@@ -88,27 +88,33 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
     return counts
 
 
-def take_waiting(runtime: Runtime, *, own: int) -> list[str]:
-    """In a batch job: the event ids of the batch jobs waiting behind it, taken off the queue
-    (whole jobs, up to ``processing.batch_size`` events counting this job's ``own``).
+def with_waiting(runtime: Runtime, event_ids: list[str]) -> list[str]:
+    """In a batch job: ``event_ids`` and those of the batch jobs waiting behind it, taken off
+    the queue (whole jobs, up to ``processing.batch_size`` events in all).
 
     Adaptive batching: receipts queue a job per short window (``enqueue_linger_ms``), which
     keeps latency low while workers keep up; when they fall behind, the jobs that piled up are
     applied together, one transaction and one ledger write for all, instead of paying each
-    job's fixed cost (RQ's bookkeeping, the ledger lock, COMMIT) one after another. A taken
-    job is deleted; if this worker dies before its commit, the sweep re-queues those events
+    job's fixed cost (RQ's bookkeeping, the ledger lock, COMMIT) one after another. This job
+    then carries the taken events (its arguments are saved), so if the database stays
+    unreachable through its retries they are retried with it and the sweep judges them with
+    it. A taken job is deleted: if this worker dies first, the sweep re-queues those events
     like any lost job's. Redis trouble only means nothing is taken."""
     job = get_current_job()
     if job is None or not is_batch(job.id):
-        return []
+        return event_ids
+    room = runtime.settings.processing.batch_size - len(event_ids)
     try:
-        taken = runtime.events.take_waiting_batches(runtime.settings.processing.batch_size - own)
+        taken = runtime.events.take_waiting_batches(room)
+        if taken:
+            job.args = ([*event_ids, *taken],)
+            job.save(include_meta=False, include_result=False)
     except (RedisError, OSError) as exc:
         log.warning("batch.take_failed", error=type(exc).__name__)
-        return []
+        return event_ids
     if taken:
         log.info("batch.took_waiting", events=len(taken))
-    return taken
+    return [*event_ids, *taken]
 
 
 def _apply_batch(
@@ -333,12 +339,17 @@ def mark_dead_after_outage(
     """Make a still-pending event dead after RQ gave up on it during a database outage.
 
     Returns False when the event is final, or was queued again (a replay, the sweep) after the
-    failed job was: that newer job decides, not the old one."""
+    failed job was: that newer job decides, not the old one. An event whose recorded job no
+    longer exists was taken by the failed job (``with_waiting``), which decides for it."""
     with Session(runtime.engine) as session, session.begin():
         row = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
             return False
-        if row.queued_job is not None and row.queued_job != job_name:
+        if (
+            row.queued_job is not None
+            and row.queued_job != job_name
+            and runtime.events.job_exists(row.queued_job)
+        ):
             return False
         if job_enqueued_at is not None and row.enqueued_at is not None:
             queued = (

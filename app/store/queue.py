@@ -203,6 +203,9 @@ class EventQueue:
         except NoSuchJobError:
             return None
 
+    def job_exists(self, name: str) -> bool:
+        return bool(Job.exists(name, connection=self.connection))
+
     def job_waiting(self, name: str) -> bool:
         """True when job ``name`` exists and still waits (queued, deferred or scheduled).
 
