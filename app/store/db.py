@@ -8,6 +8,8 @@ PostgreSQL relies on row locks (``SELECT ... FOR UPDATE``) taken by the worker.
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -51,9 +53,19 @@ class ExactDecimal(TypeDecorator[Decimal]):
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # let the 'begin' hook below issue BEGIN itself
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=10000")
+    # Switching a new database to WAL needs an exclusive lock, and SQLite may answer "locked"
+    # at once instead of waiting when several processes open it together (seen once in the
+    # schema-race test): try again for a while.
+    for attempt in range(100):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
