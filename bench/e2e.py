@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--baseline-duration", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="hookledger worker processes")
-    parser.add_argument("--linger-ms", type=float, default=100, help="enqueue_linger_ms")
+    parser.add_argument("--linger-ms", type=float, default=25, help="enqueue_linger_ms")
     parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--db", default="postgresql", choices=("postgresql", "sqlite"))
     parser.add_argument("--drain-timeout", type=float, default=120)

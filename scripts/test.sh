@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs hookledger's whole test suite (SQLite and PostgreSQL, real Redis) and its gates.
 # Creates ./.venv with the project and its dev tools on first use. Usage: ./scripts/test.sh [pytest args]
+# (with arguments, one pytest run with exactly those; without, the whole suite as below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2" 2>/dev/null \
+if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2, xdist" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
@@ -18,5 +19,15 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy (strict: app/, workers/)"
 .venv/bin/mypy
-echo "== pytest"
-.venv/bin/pytest "$@"
+if [ $# -gt 0 ]; then
+  echo "== pytest $*"
+  .venv/bin/pytest "$@"
+  exit
+fi
+# Everything but the fault suite in two processes (pytest-xdist; each has its own PostgreSQL
+# database and Redis database, see tests/conftest.py), then the fault suite on its own: it
+# kills and restarts servers on a schedule and wants the machine to itself.
+echo "== pytest (all but tests/faults, 2 processes)"
+.venv/bin/pytest -n 2 --ignore=tests/faults
+echo "== pytest tests/faults"
+.venv/bin/pytest tests/faults

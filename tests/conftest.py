@@ -49,6 +49,13 @@ from workers.runtime import Runtime, build_runtime, set_runtime
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
 PG_DB = os.environ.get("HOOKLEDGER_TEST_PG_DB", "hookledger_test")
 REDIS_URL = os.environ.get("HOOKLEDGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# Under pytest-xdist (``-n 2``) each worker process gets a database and a Redis database of its
+# own: gw0 keeps the ones above, gwN uses "<db>_gwN" and the Redis database N below.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+if _WORKER != "gw0" and _WORKER.startswith("gw"):
+    PG_DB = f"{PG_DB}_{_WORKER}"
+    _base, _, _db = REDIS_URL.rpartition("/")
+    REDIS_URL = f"{_base}/{int(_db) - int(_WORKER[2:])}"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
