@@ -137,9 +137,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     level = os.environ.get("HOOKLEDGER_LOG_LEVEL", "INFO")
     import workers.delivery  # the job modules: imported before the heap settles
     import workers.jobs  # noqa: F401
-    from app.gctune import settle_heap
+    from app.gctune import WORKER_GEN0_THRESHOLD, settle_heap
 
-    settle_heap()
+    settle_heap(WORKER_GEN0_THRESHOLD)
     while True:
         worker = worker_class([queue], connection=runtime.redis, serializer=JSONSerializer)
         try:
@@ -177,13 +177,13 @@ def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> None:
 
 def cmd_sweeper(args: argparse.Namespace) -> int:
     _share_metrics()
-    from app.gctune import settle_heap
+    from app.gctune import WORKER_GEN0_THRESHOLD, settle_heap
     from app.logging import configure_logging
     from workers.sweeper import run_forever
 
     configure_logging()
     runtime = _install_runtime(_settings())
-    settle_heap()
+    settle_heap(WORKER_GEN0_THRESHOLD)
     run_forever(runtime, interval_s=args.interval)
     return 0
 
