@@ -2,8 +2,8 @@
 nesting and 10,000-digit numbers, 50 of each, half of them concurrently.
 
 Each must get its documented 4xx with a JSON error (never a 5xx, never a dropped connection),
-the web processes' resident memory must stay within ``RSS_GROWTH_LIMIT`` of what it was after a
-warm-up round, and the server must still answer ``/healthz`` and take a valid event afterwards.
+the web processes' resident memory must not keep growing from round to round (within
+``RSS_GROWTH_LIMIT_KIB``), and the server must still answer ``/healthz`` and take a valid event afterwards.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 MAX_BODY = 1_048_576  # big enough that the nesting and number bombs reach the JSON parser
 RSS_GROWTH_LIMIT_KIB = 20 * 1024
 EACH = 50
+ROUNDS = 8  # measured rounds after the warm-up: the first half finds the plateau
 CHUNK = 64 * 1024
 
 
@@ -143,8 +144,13 @@ def _check(bombs: list[Bomb], responses: list[httpx.Response]) -> None:
 
 @pytest.mark.timeout(120)
 def test_body_bombs_get_4xx_json_with_bounded_memory(server: Server) -> None:
-    # Warm-up, as concurrent as the measured round: a worker's first bombs take its allocator
-    # to a plateau it keeps (measured: flat over eight more such rounds); growth past it is a leak.
+    # Warm-up, as concurrent as the measured rounds: a worker's first bombs take its allocator
+    # towards a plateau. Where a process's resident size settles inside the plateau depends on
+    # which bombs it happened to get (after one round: -9 to +18 MiB between runs; over eight
+    # more rounds it wandered inside 89-116 MiB per process with no trend). So the first
+    # measured rounds find the plateau and the later ones must average no higher: a leak keeps
+    # adding round after round (a leak of 40 KB per request, planted to check this test,
+    # showed as +38 MiB), freed buffers the allocator keeps do not (0 to +7 MiB in six runs).
     warm_up = [b for _ in range(EACH // 2) for b in BOMBS]
     _check(warm_up, asyncio.run(_round(server.base, warm_up, concurrently=True)))
     before = _rss_kib(server.pid)
@@ -152,18 +158,22 @@ def test_body_bombs_get_4xx_json_with_bounded_memory(server: Server) -> None:
     half = EACH // 2
     one_by_one = [b for b in BOMBS for _ in range(half)]
     all_at_once = [b for _ in range(EACH - half) for b in BOMBS]  # interleaved kinds
-    _check(one_by_one, asyncio.run(_round(server.base, one_by_one, concurrently=False)))
-    _check(all_at_once, asyncio.run(_round(server.base, all_at_once, concurrently=True)))
+    totals = []  # resident KiB of the server's processes together, after each round
+    for _ in range(ROUNDS):
+        _check(one_by_one, asyncio.run(_round(server.base, one_by_one, concurrently=False)))
+        _check(all_at_once, asyncio.run(_round(server.base, all_at_once, concurrently=True)))
+        totals.append(sum(_rss_kib(server.pid).values()))
     after = _rss_kib(server.pid)
 
     assert set(after) == set(before), "a web process died or was replaced during the bombs"
-    growth = sum(after.values()) - sum(before.values())
-    peaks = {pid: _status_kib(pid, "VmHWM") for pid in after}
+    half_way = ROUNDS // 2
+    growth = sum(totals[half_way:]) // (ROUNDS - half_way) - sum(totals[:half_way]) // half_way
     print(
-        f"\nRSS KiB before {before}, after {after}, growth {growth} KiB; "
-        f"peaks (VmHWM) {peaks}; {len(one_by_one) + len(all_at_once)} bombs"
+        f"\nRSS KiB after warm-up {before}, at the end {after}; all processes after each "
+        f"round {totals}; later rounds' average past the earlier ones': {growth} KiB; "
+        f"{ROUNDS * (len(one_by_one) + len(all_at_once))} bombs"
     )
-    assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew by {growth} KiB over the bombs"
+    assert growth < RSS_GROWTH_LIMIT_KIB, f"RSS grew {growth} KiB from round to round"
 
     # Still serving: health and a valid, signed event.
     assert httpx.get(f"{server.base}/healthz", timeout=5).json() == {"status": "ok"}
@@ -178,4 +188,4 @@ def test_body_bombs_get_4xx_json_with_bounded_memory(server: Server) -> None:
     assert "web.unhandled_error" not in log
     assert "Traceback" not in log
     rejected = sum('"hook.rejected"' in line for line in log.splitlines())
-    assert rejected >= len(warm_up) + len(one_by_one) + len(all_at_once)
+    assert rejected >= len(warm_up) + ROUNDS * (len(one_by_one) + len(all_at_once))
