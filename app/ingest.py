@@ -319,7 +319,9 @@ class Ingestor:
         """Commit the rows. PostgreSQL: the batch is one ``INSERT ... RETURNING`` statement, run
         in autocommit (one round trip where BEGIN and COMMIT made three). The pool does not
         ping connections, so a connection the server dropped since its last use (a restart)
-        fails here before anything is written, and the batch is sent again once on a new one."""
+        fails here, and the batch is sent again once on a new one. Sending it again is safe
+        even if the first try committed before the connection dropped: the rows conflict with
+        themselves, and ``insert_many`` still counts them as stored by this call."""
         if self._engine.dialect.name != "postgresql":
             with Session(self._engine) as session, session.begin():
                 return event_store.insert_many(session, rows)

@@ -11,6 +11,7 @@ sweep re-queues those events from SQL, the source of truth.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Inexact, InvalidOperation, Overflow, Underflow
@@ -89,32 +90,38 @@ def process_events(event_ids: list[str]) -> dict[str, int]:
 
 
 def with_waiting(runtime: Runtime, event_ids: list[str]) -> list[str]:
-    """In a batch job: ``event_ids`` and those of the batch jobs waiting behind it, taken off
-    the queue (whole jobs, up to ``processing.batch_size`` events in all).
+    """In a batch job's first attempt: ``event_ids`` and those of the batch jobs waiting behind
+    it, taken off the queue (whole jobs on their first attempt, up to
+    ``processing.batch_size`` events in all).
 
     Adaptive batching: receipts queue a job per short window (``enqueue_linger_ms``), which
     keeps latency low while workers keep up; when they fall behind, the jobs that piled up are
     applied together, one transaction and one ledger write for all, instead of paying each
     job's fixed cost (RQ's bookkeeping, the ledger lock, COMMIT) one after another. This job
-    then carries the taken events (its arguments are saved), so if the database stays
-    unreachable through its retries they are retried with it and the sweep judges them with
-    it. A taken job is deleted: if this worker dies first, the sweep re-queues those events
-    like any lost job's. Redis trouble only means nothing is taken."""
+    then carries the taken events: its arguments are saved with them, and the taken jobs'
+    names in its meta (``took``), so if the database stays unreachable through its retries
+    they are retried with it (with the same number of attempts they would have had) and the
+    sweep judges them with it. A taken job is deleted: if this worker dies first, the sweep
+    re-queues those events like any lost job's. Redis trouble only means nothing is taken."""
     job = get_current_job()
-    if job is None or not is_batch(job.id):
+    if job is None or not is_batch(job.id) or not runtime.events.first_attempt(job):
         return event_ids
     room = runtime.settings.processing.batch_size - len(event_ids)
+    taken: dict[str, list[str]] = {}
     try:
         taken = runtime.events.take_waiting_batches(room)
         if taken:
-            job.args = ([*event_ids, *taken],)
-            job.save(include_meta=False, include_result=False)
+            job.args = ([*event_ids, *(e for ids in taken.values() for e in ids)],)
+            job.meta["took"] = [*job.meta.get("took", []), *taken]
+            job.save(include_result=False)
     except (RedisError, OSError) as exc:
+        # Taken but not saved: the events are still applied here; if this job must be retried
+        # instead, the sweep re-queues them (their jobs are gone) after ``stale_after_s``.
         log.warning("batch.take_failed", error=type(exc).__name__)
+    if not taken:
         return event_ids
-    if taken:
-        log.info("batch.took_waiting", events=len(taken))
-    return [*event_ids, *taken]
+    log.info("batch.took_waiting", jobs=len(taken))
+    return [*event_ids, *(e for ids in taken.values() for e in ids)]
 
 
 def _apply_batch(
@@ -335,21 +342,19 @@ def mark_dead_after_outage(
     attempts: int,
     job_name: str,
     job_enqueued_at: datetime | None,
+    took: Collection[str] = (),
 ) -> bool:
     """Make a still-pending event dead after RQ gave up on it during a database outage.
 
     Returns False when the event is final, or was queued again (a replay, the sweep) after the
-    failed job was: that newer job decides, not the old one. An event whose recorded job no
-    longer exists was taken by the failed job (``with_waiting``), which decides for it."""
+    failed job was: that newer job decides, not the old one. The failed job decides for the
+    events it was queued with and for those of the jobs it took (``took``, see
+    ``with_waiting``); an event recorded under any other job belongs to that job."""
     with Session(runtime.engine) as session, session.begin():
         row = event_store.lock_event(session, event_id)
         if row is None or row.status in event_store.FINAL:
             return False
-        if (
-            row.queued_job is not None
-            and row.queued_job != job_name
-            and runtime.events.job_exists(row.queued_job)
-        ):
+        if row.queued_job is not None and row.queued_job not in {job_name, *took}:
             return False
         if job_enqueued_at is not None and row.enqueued_at is not None:
             queued = (

@@ -143,6 +143,7 @@ def _settle_failed_jobs(runtime: Runtime) -> tuple[list[str], int]:
                     attempts=attempts,
                     job_name=name,
                     job_enqueued_at=job.enqueued_at,
+                    took=job.meta.get("took", ()),
                 )
             ]
             dead.extend(marked)

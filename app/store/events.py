@@ -71,7 +71,17 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
                 tuple_(table.c.source, table.c.idempotency_key).in_(sorted(missing))
             )
         )
-        receipts.update({(src, key): Receipt(event_id, False) for event_id, src, key in found})
+        # Our own row can be here too: a retried insert whose first try committed before its
+        # connection dropped. Ids are random, so the comparison is exact.
+        first_ids: dict[tuple[str, str], str] = {}
+        for row in rows:
+            first_ids.setdefault((row["source"], row["idempotency_key"]), row["id"])
+        receipts.update(
+            {
+                (src, key): Receipt(event_id, event_id == first_ids[(src, key)])
+                for event_id, src, key in found
+            }
+        )
     return receipts
 
 

@@ -111,23 +111,30 @@ class EventQueue:
             description=f"process_events {len(event_ids)} from {event_ids[0]}",
         )
 
-    def take_waiting_batches(self, room: int, *, scan: int = 64) -> list[str]:
+    def first_attempt(self, job: Job) -> bool:
+        """True while ``job`` has not been retried by RQ (its retries are all left)."""
+        return job.retries_left == (self._retry.max if self._retry else None)
+
+    def take_waiting_batches(self, room: int, *, scan: int = 64) -> dict[str, list[str]]:
         """Take whole waiting batch jobs off the queue, oldest first, up to ``room`` events in
-        all, and return their event ids; the jobs no longer exist afterwards. A worker calls
-        this when it starts a batch, so under load the small jobs that piled up behind it are
-        applied in its one transaction instead of one after another (see ``take_waiting``).
-        Raises redis errors to the caller."""
+        all; return each taken job's name and event ids. The jobs no longer exist afterwards.
+        A worker calls this when it starts a batch, so under load the small jobs that piled up
+        behind it are applied in its one transaction instead of one after another (see
+        ``workers.jobs.with_waiting``). Only jobs on their first attempt are taken: a retry of
+        RQ's keeps its own count of attempts. Raises redis errors to the caller."""
         if room <= 0:
-            return []
+            return {}
         waiting = [_text(n) for n in self.connection.lrange(self.queue.key, 0, scan - 1)]
         names = [n for n in waiting if is_batch(n)]
         if not names:
-            return []
+            return {}
         chosen: dict[str, list[str]] = {}
         for job in Job.fetch_many(names, connection=self.connection, serializer=JSONSerializer):
-            if job is None or job.func_name != PROCESS_EVENTS:
+            if job is None:
                 continue
             try:
+                if job.func_name != PROCESS_EVENTS or not self.first_attempt(job) or job.meta:
+                    continue
                 ids = job.args[0]
             except Exception as exc:  # noqa: BLE001 - an unreadable job is left for its worker
                 log.warning("queue.unreadable_job", job=job.id, error=type(exc).__name__)
@@ -136,9 +143,9 @@ class EventQueue:
                 chosen[job.id] = [str(e) for e in ids]
                 room -= len(ids)
         if not chosen:
-            return []
+            return {}
         taken = self._take(keys=[self.queue.key, Job.redis_job_namespace_prefix], args=list(chosen))
-        return [event_id for name in taken for event_id in chosen[_text(name)]]
+        return {_text(name): chosen[_text(name)] for name in taken}
 
     def enqueue_signal(self, signal_id: int) -> None:
         """Queue the delivery job of a signal (same queue, so the same workers deliver)."""
@@ -202,9 +209,6 @@ class EventQueue:
             return Job.fetch(name, connection=self.connection, serializer=JSONSerializer)
         except NoSuchJobError:
             return None
-
-    def job_exists(self, name: str) -> bool:
-        return bool(Job.exists(name, connection=self.connection))
 
     def job_waiting(self, name: str) -> bool:
         """True when job ``name`` exists and still waits (queued, deferred or scheduled).

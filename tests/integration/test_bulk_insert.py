@@ -73,6 +73,24 @@ def test_rows_read_back_through_the_orm_as_written(database_url: str) -> None:
     engine.dispose()
 
 
+def test_the_same_batch_sent_again_still_counts_as_stored_by_this_call(database_url: str) -> None:
+    """A receipt batch is sent again when its connection dropped, which can happen after the
+    first try committed: the rows then conflict with themselves. They are still this call's
+    (the sender hears ``accepted`` and a job carries them); another row's key is not."""
+    engine = make_engine(database_url)
+    create_all(engine)
+    with Session(engine) as session, session.begin():
+        event_store.insert_many(session, [_row("evt_a", "k1")])
+    with Session(engine) as session, session.begin():
+        again = event_store.insert_many(session, [_row("evt_a", "k1"), _row("evt_b", "k2")])
+    assert again[("htx-main", "k1")] == event_store.Receipt("evt_a", created=True)
+    assert again[("htx-main", "k2")] == event_store.Receipt("evt_b", created=True)
+    with Session(engine) as session, session.begin():
+        other = event_store.insert_many(session, [_row("evt_c", "k1")])
+    assert other[("htx-main", "k1")] == event_store.Receipt("evt_a", created=False)
+    engine.dispose()
+
+
 def test_an_over_long_value_is_refused_not_cut(pg_url: str) -> None:
     """PostgreSQL only (SQLite does not enforce VARCHAR lengths): the unnest arrays are cast to
     bare types, so the column's own length refuses the value instead of a cast cutting it."""

@@ -9,10 +9,13 @@ import itertools
 from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from sqlmodel import Session
 
+from app.store.events import mark_enqueued
 from app.store.models import InboundEvent
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.support import count, event, htx_update, post_htx
+from workers.jobs import mark_dead_after_outage, utcnow
 from workers.sweeper import sweep_once
 
 _orders = itertools.count(7000)
@@ -58,9 +61,9 @@ def test_only_whole_jobs_are_taken_up_to_the_room_left(client, runtime):
 
     taken = runtime.events.take_waiting_batches(2)
 
-    assert len(taken) == 2  # two one-event jobs: the first two waiting
+    assert list(taken) == jobs[:2]  # two one-event jobs: the first two waiting
     assert _waiting(runtime) == jobs[2:]
-    assert runtime.events.take_waiting_batches(0) == []
+    assert runtime.events.take_waiting_batches(0) == {}
     assert _waiting(runtime) == jobs[2:]
 
 
@@ -69,7 +72,7 @@ def test_events_of_a_taken_job_that_never_commits_are_queued_again_by_the_sweep(
     still pending in SQL, and the sweep makes a job for them."""
     ids = _receive(client, 3)
     taken = runtime.events.take_waiting_batches(10)
-    assert sorted(taken) == sorted(ids)
+    assert sorted(e for events in taken.values() for e in events) == sorted(ids)
     assert _waiting(runtime) == []
 
     result = sweep_once(runtime, stale_after_s=0)
@@ -89,5 +92,52 @@ def test_other_jobs_are_left_in_the_queue(client, runtime):
     runtime.events.enqueue(first)  # a replay's job, hl-<event id>
     single = _waiting(runtime)
 
-    assert runtime.events.take_waiting_batches(10) == []
+    assert runtime.events.take_waiting_batches(10) == {}
     assert _waiting(runtime) == single
+
+
+def test_a_retried_job_is_not_taken_and_a_retry_takes_nothing(client, runtime):
+    """RQ's retry of a job (the database was down) keeps its own count of attempts: it is not
+    folded into another job, and it does not fold others into itself."""
+    _receive(client, 3)
+    first, second, third = _waiting(runtime)
+    job = Job.fetch(second, connection=runtime.redis, serializer=JSONSerializer)
+    job.retries_left = (job.retries_left or 1) - 1
+    job.save()
+
+    assert list(runtime.events.take_waiting_batches(10)) == [first, third]
+    assert _waiting(runtime) == [second]
+
+    later = _receive(client, 2)
+    _one_job(runtime)  # the retry itself, with two fresh jobs waiting behind it
+
+    assert len(_waiting(runtime)) == 2  # it took neither
+    assert {event(runtime.engine, e).status for e in later} == {"received"}
+
+
+def test_an_outage_makes_dead_only_the_events_of_the_failed_job_and_those_it_took(client, runtime):
+    """The sweep judges a job RQ gave up on (database unreachable through every retry): its own
+    events and those of the jobs it took are made dead; an event since queued under another
+    job, even one that no longer exists (it ran and scheduled a retry in SQL), is not."""
+    own, taken, other = _receive(client, 3)
+    names = {e: event(runtime.engine, e).queued_job for e in (own, taken, other)}
+    with Session(runtime.engine) as session, session.begin():
+        mark_enqueued(session, [other], now=utcnow(), job="hl-b-gone-000000")
+
+    def judge(event_id: str) -> bool:
+        return mark_dead_after_outage(
+            runtime,
+            event_id,
+            error="OperationalError: connection refused",
+            attempts=6,
+            job_name=names[own],
+            job_enqueued_at=None,
+            took=[names[taken]],
+        )
+
+    assert [judge(e) for e in (own, taken, other)] == [True, True, False]
+    assert [event(runtime.engine, e).status for e in (own, taken, other)] == [
+        "dead",
+        "dead",
+        "received",
+    ]
