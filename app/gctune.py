@@ -12,7 +12,7 @@ A worker collects its young generation more often (``WORKER_GEN0_THRESHOLD``): e
 builds SQLAlchemy statements, and an expression caches its comparator, a reference cycle, so a
 batch leaves a few dozen cyclic objects that only a collection frees. At 50,000 allocations
 between collections they piled up to about 20 MiB of resident size before the first one
-(``bench.memory``, 270,000 events); at 5,000 the worker stays within a megabyte. A young
+(``bench.memory``, 270,000 events); at 5,000 it levels off after warm-up. A young
 collection only walks what is not frozen, well under a millisecond between jobs.
 """
 

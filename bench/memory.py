@@ -5,8 +5,9 @@
 Starts ``hookledger web --workers 2`` and ``--workers`` ``hookledger worker`` processes on a
 fresh database, sends ``--events`` unique signed HTX fills at ``--rate`` per second, and samples
 every process's resident set size (``VmRSS`` from ``/proc``) every 5 s until every event is
-applied. Every 30 s it runs ``ANALYZE`` (this machine's PostgreSQL has autovacuum off). Prints RSS after warm-up (the first 10% of events), at the end, and the growth in
-between, per process. The baseline is each process's own warm-up size: the claim is "no growth
+applied. ``ANALYZE`` runs as autovacuum's defaults would (``bench.e2e.Analyzer``; this
+machine's PostgreSQL has autovacuum off). Prints RSS after warm-up (the first 10% of events),
+at the end, and the growth in between, per process. The baseline is each process's own warm-up size: the claim is "no growth
 after warm-up", so the number to read is the growth column.
 """
 
@@ -109,7 +110,7 @@ def main() -> None:
             named.update({f"worker{i + 1}": w.pid for i, w in enumerate(workers)})
             sampler = Sampler(named, engine)
             sampler.start()
-            analyzer = Analyzer(engine, interval_s=30)
+            analyzer = Analyzer(engine)
             analyzer.start()
             started = time.monotonic()
             load = asyncio.run(
