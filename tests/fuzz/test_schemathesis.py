@@ -11,7 +11,10 @@ document tests in test_openapi.py cover it.)
 
 Every answer must be no 5xx, a documented status with a JSON body that conforms to the
 documented schema, and a schema-violating request must never be accepted. At least
-``MIN_CASES`` cases run per database, each variant with a fixed seed (stable in CI).
+``MIN_CASES`` cases run per database, each variant with a fixed seed. The cases are the same
+from run to run in a process of its own, but not under ``pytest -n 2``, where they also depend
+on what ran before in the same process: the token endpoint's budget is sized so that its 422
+comes up either way (at 160 cases, one CI run never reached it; at 300, 16 times here).
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ MIN_CASES = 1000
 # Cases per operation, shared by its variants; the inbound endpoints get the most.
 BUDGET = {
     "/hooks/{source}": 380,
-    "/hooks/{source}/{token}": 160,
+    "/hooks/{source}/{token}": 300,
     "/admin/events/{event_id}": 80,
     "/admin/events/{event_id}/replay": 80,
     "/admin/events/{event_id}/discard": 80,
