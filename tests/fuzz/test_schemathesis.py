@@ -11,10 +11,10 @@ document tests in test_openapi.py cover it.)
 
 Every answer must be no 5xx, a documented status with a JSON body that conforms to the
 documented schema, and a schema-violating request must never be accepted. At least
-``MIN_CASES`` cases run per database, each variant with a fixed seed. The cases are the same
-from run to run in a process of its own, but not under ``pytest -n 2``, where they also depend
-on what ran before in the same process: the token endpoint's budget is sized so that its 422
-comes up either way (at 160 cases, one CI run never reached it; at 300, 16 times here).
+``MIN_CASES`` cases run per database, each variant with a fixed seed. Here the cases are the
+same from run to run (alone, after other tests, with ``-n 2``, with ``CI=true``), yet one
+fresh-clone CI run generated others and, at 160 cases, never reached the token endpoint's 422;
+why is not known. Its budget is 300 now (16 of them get a 422 here).
 """
 
 from __future__ import annotations
