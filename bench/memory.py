@@ -7,8 +7,8 @@ fresh database, sends ``--events`` unique signed HTX fills at ``--rate`` per sec
 every process's resident set size (``VmRSS`` from ``/proc``) every 5 s until every event is
 applied. ``ANALYZE`` runs as autovacuum's defaults would (``bench.e2e.Analyzer``; this
 machine's PostgreSQL has autovacuum off). Prints RSS after warm-up (the first 10% of events),
-at the end, and the growth in between, per process. The baseline is each process's own warm-up size: the claim is "no growth
-after warm-up", so the number to read is the growth column.
+at the end, and the growth in between, per process. The baseline is each process's own warm-up
+size: the claim is "no growth after warm-up", so the number to read is the growth column.
 """
 
 from __future__ import annotations

@@ -108,20 +108,21 @@ def with_waiting(runtime: Runtime, event_ids: list[str]) -> list[str]:
         return event_ids
     room = runtime.settings.processing.batch_size - len(event_ids)
     taken: dict[str, list[str]] = {}
+    combined = event_ids
     try:
         taken = runtime.events.take_waiting_batches(room)
         if taken:
-            job.args = ([*event_ids, *(e for ids in taken.values() for e in ids)],)
+            combined = [*event_ids, *(e for ids in taken.values() for e in ids)]
+            job.args = (combined,)
             job.meta["took"] = [*job.meta.get("took", []), *taken]
             job.save(include_result=False)
     except (RedisError, OSError) as exc:
         # Taken but not saved: the events are still applied here; if this job must be retried
         # instead, the sweep re-queues them (their jobs are gone) after ``stale_after_s``.
         log.warning("batch.take_failed", error=type(exc).__name__)
-    if not taken:
-        return event_ids
-    log.info("batch.took_waiting", jobs=len(taken))
-    return [*event_ids, *(e for ids in taken.values() for e in ids)]
+    if taken:
+        log.info("batch.took_waiting", jobs=len(taken))
+    return combined
 
 
 def _apply_batch(

@@ -3,7 +3,8 @@ nesting and 10,000-digit numbers, 50 of each, half of them concurrently.
 
 Each must get its documented 4xx with a JSON error (never a 5xx, never a dropped connection),
 the web processes' resident memory must not keep growing from round to round (within
-``RSS_GROWTH_LIMIT_KIB``), and the server must still answer ``/healthz`` and take a valid event afterwards.
+``RSS_GROWTH_LIMIT_KIB``), and the server must still answer ``/healthz`` and take a valid event
+afterwards.
 """
 
 from __future__ import annotations
