@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, String, create_engine, event
+from sqlalchemy import Connection, Engine, String, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.url import make_url
@@ -132,21 +132,23 @@ def insert_ignore_many(dialect_name: str, table: Any, conflict: list[str]) -> An
 @dataclass(frozen=True)
 class BulkInsert:
     """A multi-row insert compiled once per (dialect, table, columns) by SQLAlchemy and run as
-    driver SQL (``exec_driver_sql``) in the session's transaction; for the hot paths
-    (receipts, journal entries, postings).
+    driver SQL in the session's transaction; for the hot paths (receipts, journal entries,
+    postings).
 
     PostgreSQL: one ``INSERT ... SELECT * FROM unnest(one array per column)``, a single
     statement whatever the row count. Pipelined single-row inserts (SQLAlchemy's executemany)
     cost the server about four times the CPU per row, and SQLAlchemy's parameter handling
-    about twice the driver's. SQLite: one executemany of the single-row statement. Either way
-    the ORM's bind processors run, so values are stored exactly as the ORM writes and reads
-    them (and ``ExactDecimal`` still refuses anything but a ``Decimal``)."""
+    about twice the driver's; the arrays go in PostgreSQL's binary format. SQLite: one
+    executemany of the single-row statement. Either way the ORM's bind processors run, so
+    values are stored exactly as the ORM writes and reads them (and ``ExactDecimal`` still
+    refuses anything but a ``Decimal``)."""
 
     sql: str
     columns: tuple[str, ...]
     processors: tuple[tuple[int, Any], ...]
     unnest: bool
     returning: bool
+    sql_one: str  # PostgreSQL: the same insert of one row (VALUES), for a batch of one
 
     _cache: ClassVar[dict[tuple[Any, ...], BulkInsert]] = {}
 
@@ -188,17 +190,26 @@ class BulkInsert:
             order = columns
             # Arrays of the bare types (VARCHAR, not VARCHAR(40): an explicit cast to a length
             # truncates); the insert's assignment cast then enforces lengths and scales.
-            arrays = ", ".join(f"%s::{_bare_type(table.c[name], dialect)}[]" for name in order)
+            # Sent in binary (%b): psycopg's text array dumper escapes every element in Python
+            # with a regular expression, about 2.5 times the client CPU per row (bench.ingest).
+            mark = "%b" if dialect.driver == "psycopg" else "%s"  # psycopg2 has no %b
+            arrays = ", ".join(f"{mark}::{_bare_type(table.c[name], dialect)}[]" for name in order)
             # Table, column names and types come from the model; every value is bound.
             names = ", ".join(order)
             sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+            # One row (a receipt at a quiet moment): binding a one-element array per column
+            # costs the client about 100 us more than binding the values (21 columns).
+            values = ", ".join(["%s"] * len(order))
+            sql_one = f"INSERT INTO {table.name} ({names}) VALUES ({values})"  # noqa: S608
+            tail = ""
             if conflict:
-                sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+                tail += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
             if returning:
-                sql += f" RETURNING {returning}"
+                tail += f" RETURNING {returning}"
+            sql, sql_one = sql + tail, sql_one + tail
         else:
             order = tuple(compiled.positiontup or ())
-            sql = str(compiled)
+            sql = sql_one = str(compiled)
         if set(order) != set(columns):  # pragma: no cover - a model change would show here
             raise RuntimeError(f"{table.name}: the insert does not bind every column given")
         return cls(
@@ -207,6 +218,7 @@ class BulkInsert:
             processors=tuple((i, processors[n]) for i, n in enumerate(order) if n in processors),
             unnest=unnest,
             returning=bool(returning) and unnest,
+            sql_one=sql_one,
         )
 
     def _params(self, row: dict[str, Any]) -> list[Any]:
@@ -221,15 +233,37 @@ class BulkInsert:
         transaction. Returns the ``returning`` column's rows on PostgreSQL, else ``None``."""
         if not rows:
             return [] if self.returning else None
-        # exec_driver_sql: no compiling, but the driver's errors still arrive as SQLAlchemy's
-        # (OperationalError, IntegrityError...) and a lost connection is invalidated.
         connection = session.connection()
-        if self.unnest:
+        if not self.unnest:
+            # exec_driver_sql: no compiling, and the driver's errors arrive as SQLAlchemy's.
+            connection.exec_driver_sql(self.sql, [tuple(self._params(row)) for row in rows])
+            return None
+        if len(rows) == 1:
+            sql, params = self.sql_one, tuple(self._params(rows[0]))
+        else:
             arrays = zip(*(self._params(row) for row in rows), strict=True)
-            result = connection.exec_driver_sql(self.sql, tuple(list(col) for col in arrays))
-            return list(result.fetchall()) if self.returning else None
-        connection.exec_driver_sql(self.sql, [tuple(self._params(row)) for row in rows])
-        return None
+            sql, params = self.sql, tuple(list(col) for col in arrays)
+        return run_driver_sql(connection, sql, params, fetch=self.returning)
+
+
+def run_driver_sql(
+    connection: Connection, sql: str, params: tuple[Any, ...], *, fetch: bool
+) -> list[Any] | None:
+    """Run one statement on the driver connection under ``connection``, in its transaction,
+    and return its rows if ``fetch``. ``exec_driver_sql`` costs about 120 us of CPU a call in
+    execution context and result objects, as much as a round trip on loopback; this skips
+    them. Failures go through the same handler ``exec_driver_sql`` uses
+    (``Connection._handle_dbapi_exception``): the driver's errors arrive as SQLAlchemy's
+    (``OperationalError``, ``IntegrityError``...), and a disconnect invalidates the whole pool,
+    so the receipts' one retry gets a new connection even from a pool that does not ping
+    (``tests/integration/test_bulk_insert.py``). Engine events around cursor execution
+    (``before_cursor_execute``, ``echo``) do not see these statements; nothing here uses them."""
+    try:
+        with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if fetch else None
+    except BaseException as exc:  # noqa: BLE001 - re-raised by the handler, as SQLAlchemy does
+        connection._handle_dbapi_exception(exc, sql, params, None, None)
 
 
 def _bare_type(column: Any, dialect: Dialect) -> str:

@@ -91,29 +91,75 @@ def test_the_same_batch_sent_again_still_counts_as_stored_by_this_call(database_
     engine.dispose()
 
 
-def test_an_over_long_value_is_refused_not_cut(pg_url: str) -> None:
+# PostgreSQL sends one row as VALUES and several as unnest arrays: both forms are checked.
+ROWS = pytest.mark.parametrize("others", [0, 2], ids=["one row", "three rows"])
+
+
+@ROWS
+def test_an_over_long_value_is_refused_not_cut(pg_url: str, others: int) -> None:
     """PostgreSQL only (SQLite does not enforce VARCHAR lengths): the unnest arrays are cast to
     bare types, so the column's own length refuses the value instead of a cast cutting it."""
     engine = make_engine(pg_url)
     create_all(engine)
+    rows = [_row(f"evt_ok{n}", f"k-ok{n}") for n in range(others)]
     with (
-        pytest.raises(DBAPIError, match="too long"),
+        pytest.raises(DBAPIError, match="too long") as refused,
         Session(engine) as session,
         session.begin(),
     ):
-        event_store.insert_many(session, [_row("evt_long", "k-long", source_kind="x" * 17)])
+        event_store.insert_many(session, [*rows, _row("evt_long", "k-long", source_kind="x" * 17)])
+    assert refused.value.orig is not None  # the driver's error, wrapped
+    with Session(engine) as session:
+        assert session.get(InboundEvent, "evt_long") is None
+        assert session.get(InboundEvent, "evt_ok0") is None
     engine.dispose()
 
 
-def test_driver_errors_arrive_as_sqlalchemy_errors(database_url: str) -> None:
+@ROWS
+def test_driver_errors_arrive_as_sqlalchemy_errors(database_url: str, others: int) -> None:
     engine = make_engine(database_url)
     create_all(engine)
     table = table_of(InboundEvent)
     bulk = BulkInsert.of(engine.dialect, table, tuple(column.name for column in table.columns))
     with Session(engine) as session, session.begin():
         bulk.execute(session, [_row("evt_x", "k1")])
+    rows = [_row(f"evt_{n}", f"k{n + 10}") for n in range(others)]
     with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
-        bulk.execute(session, [_row("evt_x", "k9")])  # the same primary key, no ON CONFLICT
+        bulk.execute(session, [*rows, _row("evt_x", "k9")])  # a primary key again, no ON CONFLICT
+    # The session's connection went back to the pool usable: the next insert is taken.
+    with Session(engine) as session, session.begin():
+        bulk.execute(session, [_row("evt_y", "k2")])
+    with Session(engine) as session:
+        ids = session.exec(select(InboundEvent.id).order_by(InboundEvent.id)).all()
+    assert ids == ["evt_x", "evt_y"]
+    engine.dispose()
+
+
+def test_after_the_server_dropped_connections_the_receipt_retry_gets_a_new_one(
+    pg_url: str,
+) -> None:
+    """As after a PostgreSQL restart, with two idle connections in the receipts pool (which
+    does not ping): the first insert fails on a dead one, and its one retry must get a new
+    connection, not the other dead one. So a disconnect invalidates the whole pool, as
+    ``exec_driver_sql`` does, not only the connection it happened on."""
+    from sqlalchemy import text
+
+    from app.ingest import Ingestor
+
+    engine = make_engine(pg_url, pool_size=4, pre_ping=False)
+    create_all(engine)
+    with engine.connect() as first, engine.connect() as second:
+        pids = [
+            conn.execute(text("SELECT pg_backend_pid()")).scalar_one() for conn in (first, second)
+        ]
+    admin = make_engine(pg_url)
+    with admin.connect() as conn:
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+    ingestor = Ingestor(engine=engine, dedupe=None, queue=None)  # type: ignore[arg-type]
+    receipts = ingestor._insert([_row("evt_dropped", "k-dropped")])
+    assert receipts[("htx-main", "k-dropped")] == event_store.Receipt("evt_dropped", True)
     engine.dispose()
 
 
