@@ -397,11 +397,11 @@ def table_of(model: type[SQLModel]) -> Table:
 
 
 # PostgreSQL checks invariant 1 of app.domain.journal: every entry balances per currency. The
-# check runs once per statement that inserts or updates postings, over the entries it touched
-# (a transition table), not once per posting: the ledger writer inserts a batch's postings, every
-# posting of an entry among them, in one statement. So an entry cannot be written in pieces by
-# several statements. (SQLite has no statement triggers with transition tables; there the code
-# and `ledger verify` enforce it.)
+# check runs once per statement that inserts, updates or deletes postings, over the entries it
+# touched (transition tables), not once per posting: the ledger writer inserts a batch's
+# postings, every posting of an entry among them, in one statement. So an entry cannot be
+# written in pieces by several statements. (SQLite has no statement triggers with transition
+# tables; there the code and `ledger verify` enforce it.)
 _PG_BALANCED = [
     """
     CREATE OR REPLACE FUNCTION hl_entries_balanced() RETURNS trigger AS $$
@@ -414,6 +414,8 @@ _PG_BALANCED = [
       IF TG_OP = 'UPDATE' THEN
         SELECT array_agg(DISTINCT entry_id) INTO touched
         FROM (SELECT entry_id FROM hl_new UNION ALL SELECT entry_id FROM hl_old) AS t;
+      ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(DISTINCT entry_id) INTO touched FROM hl_old;
       ELSE
         SELECT array_agg(DISTINCT entry_id) INTO touched FROM hl_new;
       END IF;
@@ -431,6 +433,7 @@ _PG_BALANCED = [
     "DROP FUNCTION IF EXISTS hl_entry_balanced()",
     "DROP TRIGGER IF EXISTS hl_entries_balanced_insert ON postings",
     "DROP TRIGGER IF EXISTS hl_entries_balanced_update ON postings",
+    "DROP TRIGGER IF EXISTS hl_entries_balanced_delete ON postings",
     # io_type is the sign of amount (a numeric comparison: SQLite stores amounts as text).
     """
     DO $$ BEGIN
@@ -447,6 +450,13 @@ _PG_BALANCED = [
     """
     CREATE TRIGGER hl_entries_balanced_update AFTER UPDATE ON postings
     REFERENCING OLD TABLE AS hl_old NEW TABLE AS hl_new
+    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
+    """,
+    # A leg deleted leaves its entry unbalanced; TRUNCATE (no rows, no transition table) is not
+    # a DELETE and is not checked.
+    """
+    CREATE TRIGGER hl_entries_balanced_delete AFTER DELETE ON postings
+    REFERENCING OLD TABLE AS hl_old
     FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
     """,
 ]

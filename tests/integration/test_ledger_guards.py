@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
 
 from app.store.models import LedgerPosting, table_of
+from app.store.verify import verify
 from tests.conftest import _empty_pg, run_jobs
 from tests.support import fixture_json, htx_update, post_htx, post_pp
 
@@ -47,6 +49,7 @@ def copy_of(posting: str, *, amount: str) -> str:
 
 FIRST = "SELECT MIN(id) FROM postings"
 LAST = "SELECT MAX(id) FROM postings"
+LAST_ENTRY = f"SELECT entry_id FROM postings WHERE id = ({LAST})"
 
 
 def execute(engine, *statements: str) -> None:
@@ -55,9 +58,9 @@ def execute(engine, *statements: str) -> None:
             conn.execute(text(statement))
 
 
-def posting_count(engine) -> int:
+def posting_count(engine, where: str = "TRUE") -> int:
     with engine.connect() as conn:
-        return int(conn.execute(text("SELECT COUNT(*) FROM postings")).scalar_one())
+        return int(conn.execute(text(f"SELECT COUNT(*) FROM postings WHERE {where}")).scalar_one())
 
 
 def test_an_extra_leg_is_refused(engine):
@@ -98,10 +101,28 @@ def test_moving_a_leg_to_another_entry_is_refused(engine):
     with pytest.raises(DBAPIError, match="does not balance"):
         execute(
             engine,
-            f"UPDATE postings SET entry_id = (SELECT entry_id FROM postings WHERE id = ({LAST})) "
-            f"WHERE id = ({FIRST})",
+            f"UPDATE postings SET entry_id = ({LAST_ENTRY}) WHERE id = ({FIRST})",
         )
 
 
 def test_an_update_that_keeps_every_sum_is_taken(engine):
     execute(engine, f"UPDATE postings SET product_name = 'renamed' WHERE id = ({FIRST})")
+
+
+def test_deleting_a_leg_is_refused(engine):
+    before = posting_count(engine)
+    with pytest.raises(DBAPIError, match="does not balance"):
+        execute(engine, f"DELETE FROM postings WHERE id = ({LAST})")
+    assert posting_count(engine) == before
+
+
+def test_deleting_a_whole_balanced_entry_is_taken(engine):
+    """The guard is the balance: an entry's every leg deleted in one statement leaves nothing
+    unbalanced. ``ledger verify`` still reports the entry left without legs."""
+    before = posting_count(engine)
+    legs = posting_count(engine, f"entry_id = ({LAST_ENTRY})")
+    execute(engine, f"DELETE FROM postings WHERE entry_id = ({LAST_ENTRY})")
+    assert posting_count(engine) == before - legs
+    with Session(engine) as session:
+        report = verify(session, ("USDT", "USD"))
+    assert any("has no postings" in breach for breach in report.breaches), report.breaches
