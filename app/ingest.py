@@ -194,12 +194,9 @@ class Ingestor:
     ) -> Outcome:
         """Parse and durably record a verified body. Raises ``BadRequest``, ``ValidationFailed``
         or ``Unavailable``; returns whether it was a first receipt or a duplicate."""
-        parsed = parse_event(source.kind, body, media)
-        row = _row(
-            event_id=event_store.new_event_id(now),
+        parsed, row = parse_receipt(
             source_name=source_name,
             source=source,
-            parsed=parsed,
             body=body,
             media=media,
             headers=headers,
@@ -389,6 +386,33 @@ class Ingestor:
                 await self._send(window)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def parse_receipt(
+    *,
+    source_name: str,
+    source: SourceConfig,
+    body: bytes,
+    media: str,
+    headers: Mapping[str, str],
+    client_ip: str | None,
+    now: float,
+) -> tuple[ParsedEvent, dict[str, Any]]:
+    """Parse and validate a verified body; return it with the ``inbound_events`` row of its
+    receipt (a new event id). Raises ``BadRequest`` or ``ValidationFailed``."""
+    parsed = parse_event(source.kind, body, media)
+    row = _row(
+        event_id=event_store.new_event_id(now),
+        source_name=source_name,
+        source=source,
+        parsed=parsed,
+        body=body,
+        media=media,
+        headers=headers,
+        client_ip=client_ip,
+        now=now,
+    )
+    return parsed, row
 
 
 def _row(

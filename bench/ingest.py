@@ -79,25 +79,27 @@ def run_wrk(url: str, requests: Path, *, duration: int, connections: int) -> dic
     return result
 
 
+def uvicorn_command(app: str, port: int) -> list[str]:
+    """uvicorn serving ``app`` as the bare baseline is served: 2 workers, no access log."""
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        app,
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--no-proxy-headers",
+    ]
+
+
 def bench_bare(requests: Path, args: argparse.Namespace) -> dict[str, float]:
     port = free_port()
-    proc = start(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--no-proxy-headers",
-        ],
-        {},
-    )
+    proc = start(uvicorn_command("bench.bare_app:app", port), {})
     try:
         wait_http(f"http://127.0.0.1:{port}/hooks/x")
         run_wrk(
