@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ class FourPass:
     daily_limit: int = 100
     forced: deque[int] = field(default_factory=deque)  # statuses to answer next, in order
     delay_s: float = 0.0  # answer this late (after recording the order)
+    on_order: Callable[[], None] | None = None  # called once an order is in, before answering
     orders: list[dict[str, Any]] = field(default_factory=list)
     requests: list[bytes] = field(default_factory=list)
     _seen: dict[bytes, float] = field(default_factory=dict)
@@ -97,6 +99,8 @@ class FourPass:
         if len(self.orders) >= self.daily_limit:
             return JSONResponse({"detail": "daily limit"}, 429)
         self.orders.append(data)
+        if self.on_order is not None:
+            self.on_order()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)  # a slow exchange: the order is in, the answer late
         return JSONResponse(

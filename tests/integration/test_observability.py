@@ -107,6 +107,7 @@ def test_a_request_id_is_answered_and_bound_to_the_logs(client, runtime, caplog)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # its waits: web start, both processes, worker, drain, exporter
 def test_metrics_of_every_web_and_worker_process_are_reported_together(env, runtime, tmp_path):
     """Two uvicorn processes and a worker process write their own files; any scrape sums them."""
     metrics = tmp_path / "metrics"

@@ -4,6 +4,7 @@ Webhooks receiver on loopback, every status-code path, the kill switch, the SSRF
 from __future__ import annotations
 
 import json
+import os
 import signal as sig
 import time
 from collections.abc import Iterator
@@ -221,11 +222,15 @@ def test_killing_the_worker_mid_delivery_still_places_one_order(client, runtime,
     fourpass.delay_s = 3  # 4pass takes the order, then answers late
     post_htx(client, FILLED)
     worker = spawn(["worker"], env)
+    # Killed while waiting for 4pass's answer: the moment the order is in, not some polling
+    # interval later (the target's 1 s read timeout would have the worker give up first).
+    fourpass.on_order = lambda: os.kill(worker.pid, sig.SIGKILL)
     try:
         wait_until(lambda: len(fourpass.orders) == 1, 30, "the order to reach 4pass")
+        wait_until(lambda: worker.poll() is not None, 10, "the worker to die")
         assert signals(runtime)[0].status == "sending"
-        stop(worker, sig.SIGKILL)  # killed while waiting for 4pass's answer
     finally:
+        fourpass.on_order = None
         stop(worker, sig.SIGKILL)
     fourpass.delay_s = 0
     time.sleep(7.2)  # past the send's timeouts (1 s + 1 s) plus margin: the send was abandoned

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.domain.journal import (
@@ -49,6 +49,7 @@ amounts = st.decimals(
 )
 
 
+@settings(deadline=None)  # a stalled CI machine is not a slow test
 @given(side=st.sampled_from(["buy", "sell"]), filled=amounts, cash=amounts, fees=amounts)
 def test_a_fill_entry_always_balances_per_currency(side, filled, cash, fees):
     entry = spot_fill(
