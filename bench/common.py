@@ -120,3 +120,82 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 PYTHON = sys.executable
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the machine, from ``/proc/stat``."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def _processes() -> dict[int, tuple[int, str, int]]:
+    """Every process: pid -> (parent pid, command name, user + system jiffies)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(entry.name)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+    return found
+
+
+class CpuMeter:
+    """CPU time by process group between ``start()`` and ``stop()``: each named group is the
+    given processes and all their descendants; ``postgres`` and ``redis`` are the servers'
+    processes by name; ``this process`` is the benchmark itself (its load generator);
+    ``other`` is the rest of the machine's busy time. A process that exits in between loses
+    its share (the benchmarks' pools keep their connections, so little is lost)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.seconds: dict[str, float] = {}
+        self.busy_s = self.wall_s = 0.0
+
+    def _group_of(self, pid: int, procs: dict[int, tuple[int, str, int]]) -> str | None:
+        seen = pid
+        while seen > 1 and seen in procs:
+            for group, roots in self.groups.items():
+                if seen in roots:
+                    return group
+            seen = procs[seen][0]
+        name = procs[pid][1]
+        if name.startswith("postgres"):
+            return "postgres"
+        if name.startswith("redis-server"):
+            return "redis"
+        if pid == os.getpid():
+            return "this process"
+        return None
+
+    def _snapshot(self) -> dict[int, tuple[str, int]]:
+        procs = _processes()
+        return {
+            pid: (group, ticks)
+            for pid, (_, _, ticks) in procs.items()
+            if (group := self._group_of(pid, procs)) is not None
+        }
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+        self._machine = machine_jiffies()
+        self._t0 = time.monotonic()
+
+    def stop(self) -> None:
+        after = self._snapshot()
+        total, idle = machine_jiffies()
+        self.wall_s = time.monotonic() - self._t0
+        hz = os.sysconf("SC_CLK_TCK")
+        seconds: dict[str, float] = {}
+        for pid, (group, ticks) in after.items():
+            earlier = self._before.get(pid, (group, 0))[1]
+            seconds[group] = seconds.get(group, 0.0) + (ticks - earlier) / hz
+        # /proc/stat counts every core's jiffies (USER_HZ, like the per-process counters).
+        self.busy_s = ((total - self._machine[0]) - (idle - self._machine[1])) / hz
+        seconds["other"] = max(0.0, self.busy_s - sum(seconds.values()))
+        self.seconds = seconds

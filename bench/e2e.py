@@ -2,13 +2,16 @@
 
     python -m bench.e2e [--rate 500] [--duration 30] [--warmup 5] [--workers 2] [--db postgresql]
 
-Starts ``hookledger web --workers 2`` and ``--workers`` ``hookledger worker`` processes on a
+Starts ``hookledger web --workers 2`` (``--web-workers``) and ``--workers`` ``hookledger worker`` processes on a
 fresh database, sends unique signed HTX fills at ``--rate`` per second (open loop, 32
 keep-alive connections), then waits until every accepted event is applied. Reports the HTTP
 answer latency (from the moment each request was due, client side) and the receipt-to-commit
 latency from the database's own timestamps: ``received_at`` (the web process read the body)
 to ``processed_at`` (stamped by the worker after the ledger write, just before COMMIT),
-p50/p99/max, over the events received after ``--warmup`` seconds. ``ANALYZE`` runs on each
+p50/p99/max, over the events received after ``--warmup`` seconds. Also reports the CPU each
+process group (web, workers, PostgreSQL, Redis, the load generator) spent per event, from
+``/proc``: at a steady rate the pipeline keeps up only while rate x CPU per event stays well
+under the machine's cores, and past that the latency is a growing backlog's. ``ANALYZE`` runs on each
 table that autovacuum's default rule would analyze (autovacuum is off on this machine).
 
 Baseline, same run: the same load with ``processing.batch_size = 1`` (one event per receipt
@@ -25,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 from statistics import quantiles
+from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session, col
@@ -33,6 +37,7 @@ from app.store.db import make_engine
 from app.store.models import InboundEvent
 from bench.common import (
     PYTHON,
+    CpuMeter,
     environment,
     flush_redis,
     free_port,
@@ -50,23 +55,24 @@ def pct(values: list[float], p: int) -> float:
     return quantiles(values, n=100, method="inclusive")[p - 1]
 
 
-def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str, float]:
+def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = fresh_database(args.db, workdir)
         flush_redis()
         env = environment(url, workdir, batch_size=batch_size, linger_ms=args.linger_ms)
         port = free_port()
-        procs = [
-            start([PYTHON, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"], env)
-        ]
+        web = ["web", "--port", str(port), "--workers", str(args.web_workers)]
+        procs = [start([PYTHON, "-m", "app.cli", *web], env)]
         procs += [start([PYTHON, "-m", "app.cli", "worker"], env) for _ in range(args.workers)]
+        meter = CpuMeter({"web": [procs[0].pid], "workers": [p.pid for p in procs[1:]]})
         engine = make_engine(url)
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz")
             time.sleep(1)
             analyzer = Analyzer(engine)
             analyzer.start()
+            meter.start()
             load = asyncio.run(
                 run_load(
                     "127.0.0.1",
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str
                 )
             )
             unapplied = wait_applied(engine, args.drain_timeout)
+            meter.stop()  # the load and the drain: all the work these events took
             analyzer.stopping.set()
             analyzer.join()
             with Session(engine) as session:
@@ -99,7 +106,10 @@ def run(args: argparse.Namespace, *, batch_size: int, duration: int) -> dict[str
         if (received - first).total_seconds() >= args.warmup
     ]
     errors = sum(1 for s in load.sent if s.status != 200)
+    per_event = {group: 1e6 * sec / len(load.sent) for group, sec in meter.seconds.items()}
     return {
+        "cpu_us": per_event,
+        "cores_busy": meter.busy_s / meter.wall_s,
         "sent": len(load.sent),
         "errors": errors,
         "unapplied": unapplied,
@@ -199,6 +209,22 @@ def main() -> None:
             f"| {name} | {r['sent']:.0f} | {r['errors']:.0f} | {r['unapplied']:.0f} "
             f"| {r['http_p50']:.1f} | {r['http_p99']:.1f} | {r['commit_p50']:.1f} "
             f"| {r['commit_p99']:.1f} | {r['commit_max']:.1f} |"
+        )
+    # Where the CPU went, per event sent (load and drain). At a steady rate the machine keeps
+    # up only while rate x CPU per event stays well under its cores; past that, latency is
+    # the backlog's, and it grows with the run's length.
+    cores = os.cpu_count() or 1
+    groups = ("web", "workers", "postgres", "redis", "this process", "other")
+    print(f"\nCPU per event sent, us (load and drain; {cores} cores)")
+    print(f"| design | {' | '.join(groups)} | total | cores busy | rate the cores could carry |")
+    print("| --- " * (len(groups) + 4) + "|")
+    for name, r in rows:
+        cpu = r["cpu_us"]
+        total = sum(cpu.values())
+        print(
+            f"| {name} | "
+            + " | ".join(f"{cpu.get(g, 0.0):.0f}" for g in groups)
+            + f" | {total:.0f} | {r['cores_busy']:.2f} | {cores * 1e6 / total:.0f}/s |"
         )
 
 

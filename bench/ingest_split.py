@@ -23,6 +23,7 @@ from bench.common import (
     flush_redis,
     free_port,
     fresh_database,
+    machine_jiffies,
     start,
     stop,
     wait_http,
@@ -30,13 +31,6 @@ from bench.common import (
 from bench.ingest import bench_bare, run_wrk, uvicorn_command, write_requests
 
 STAGES = ("edge", "no-store", "full")
-
-
-def _cpu_times() -> tuple[int, int]:
-    """(all, idle + iowait) jiffies of the machine, from ``/proc/stat``."""
-    with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    return sum(values), values[3] + values[4]
 
 
 def bench_stage(
@@ -55,9 +49,9 @@ def bench_stage(
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/readyz")
         run_wrk(base, requests, duration=2, connections=args.connections)  # warm-up
-        total0, idle0 = _cpu_times()
+        total0, idle0 = machine_jiffies()
         result = run_wrk(base, requests, duration=args.duration, connections=args.connections)
-        total1, idle1 = _cpu_times()
+        total1, idle1 = machine_jiffies()
     finally:
         stop(proc)
     result["busy"] = 100 * (1 - (idle1 - idle0) / max(total1 - total0, 1))
