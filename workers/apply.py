@@ -42,7 +42,7 @@ from app.domain.states import (
     merge_ranked,
 )
 from app.store.db import insert_ignore, insert_ignore_many
-from app.store.journal import post_entry
+from app.store.journal import ledger_writer, post_entry
 from app.store.models import (
     Contract,
     ContractEventRow,
@@ -263,16 +263,20 @@ def _apply_htx(
     order.last_event_id = row.id
     session.add(order)  # loaded from the database: its id is known, no flush needed
     assert order.id is not None
-    session.add(
-        OrderEvent(
-            event_id=row.id,
-            order_pk=order.id,
-            state=p.state,
-            delta_filled_amount=delta.filled_amount,
-            delta_filled_cash_amount=delta.filled_cash_amount,
-            delta_filled_fees=delta.filled_fees,
-            applied_at=now,
-        )
+    # The event's own rows go with the ledger's writes (one insert per table for a whole
+    # batch), not through the ORM's unit of work: about a fifth of a worker's CPU per event.
+    ledger = ledger_writer(session)
+    ledger.add_row(
+        table_of(OrderEvent),
+        {
+            "event_id": row.id,
+            "order_pk": order.id,
+            "state": p.state,
+            "delta_filled_amount": delta.filled_amount,
+            "delta_filled_cash_amount": delta.filled_cash_amount,
+            "delta_filled_fees": delta.filled_fees,
+            "applied_at": now,
+        },
     )
     if delta.moved_money:
         try:
@@ -290,18 +294,20 @@ def _apply_htx(
             raise PermanentError(str(exc)) from exc
         if draft is not None:
             _post(session, row, draft, now)
-    dialect = session.get_bind().dialect.name
-    for trade in p.trade:
-        values = Trade(
-            source=row.source,
-            trade_id=trade.trade_id,
-            order_pk=order.id,
-            trade_time_ms=trade.trade_time,
-            price=trade.trade_price,
-            amount=trade.trade_amount,
-            event_id=row.id,
-        ).model_dump(exclude={"id"})
-        session.execute(insert_ignore(dialect, table_of(Trade), values, ["source", "trade_id"]))
+    for trade in p.trade:  # a trade named again by a later event keeps its first row
+        ledger.add_row(
+            table_of(Trade),
+            {
+                "source": row.source,
+                "trade_id": trade.trade_id,
+                "order_pk": order.id,
+                "trade_time_ms": trade.trade_time,
+                "price": trade.trade_price,
+                "amount": trade.trade_amount,
+                "event_id": row.id,
+            },
+            conflict=("source", "trade_id"),
+        )
 
 
 def _contract_of(row: InboundEvent, e: ContractEvent, ctx: Context) -> Aggregate:

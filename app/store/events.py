@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.store.db import BulkInsert
@@ -116,36 +116,41 @@ def mark_applied(
     finished: datetime,
 ) -> None:
     """Mark each locked (row, status) applied at ``finished`` (callers stamp it just before
-    COMMIT), with its attempt: one executemany update and one executemany insert, in the
-    caller's transaction. The rows' ORM state is not touched (nor flushed again)."""
+    COMMIT), with its attempt, in the caller's transaction: one update per status (a batch
+    has one or two) and one multi-row insert of the attempts; per-row statements cost a
+    worker about a tenth of its CPU per event. The rows' ORM state is not touched (nor
+    flushed again)."""
     if not applied:
         return
     events = table_of(InboundEvent)
-    session.execute(
-        update(events)
-        .where(events.c.id == bindparam("e_id"))
-        .values(
-            status=bindparam("e_status"),
-            attempts=events.c.attempts + 1,
-            processed_at=bindparam("e_at"),
-            next_attempt_at=None,
-            last_error=None,
-        ),
-        [{"e_id": row.id, "e_status": status, "e_at": finished} for row, status in applied],
-    )
-    session.execute(
-        insert(table_of(EventAttempt)),
-        [
-            {
-                "event_id": row.id,
-                "attempt": row.attempts + 1,
-                "started_at": started,
-                "finished_at": finished,
-                "outcome": status,
-                "error": None,
-            }
-            for row, status in applied
-        ],
+    by_status: dict[str, list[str]] = {}
+    for row, status in applied:
+        by_status.setdefault(status, []).append(row.id)
+    for status, ids in sorted(by_status.items()):
+        session.execute(
+            update(events)
+            .where(_any(events.c.id, ids))
+            .values(
+                status=status,
+                attempts=events.c.attempts + 1,
+                processed_at=finished,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        )
+    attempts = [
+        {
+            "event_id": row.id,
+            "attempt": row.attempts + 1,
+            "started_at": started,
+            "finished_at": finished,
+            "outcome": status,
+            "error": None,
+        }
+        for row, status in applied
+    ]
+    BulkInsert.of(session.get_bind().dialect, table_of(EventAttempt), tuple(attempts[0])).execute(
+        session, attempts
     )
 
 

@@ -50,6 +50,7 @@ class LedgerWriter:
         self._session = session
         self._entries: list[dict[str, Any]] = []
         self._postings: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, tuple[str, ...], dict[str, Any]]] = []  # add_row's
         self._ids: list[int] = []  # entry ids reserved and not used yet
         self._reserve = 1
         self._last_id = 0
@@ -117,21 +118,31 @@ class LedgerWriter:
             )
         return entry_id
 
+    def add_row(self, table: Any, row: dict[str, Any], *, conflict: tuple[str, ...] = ()) -> None:
+        """Buffer an event's effect row for ``table`` (an order event, a trade), written by
+        ``flush`` with the ledger, one multi-row insert per table, in the order added; with
+        ``conflict``, a row whose key is already stored (or added before) is skipped. Rows of a
+        table must all have the same keys. Like postings, they are dropped by ``restore``."""
+        self._rows.append((table, conflict, row))
+
     def has_posted(self) -> bool:
         """True when this transaction posted an entry (written or still buffered)."""
         return bool(self._written or self._entries)
 
-    def mark(self) -> tuple[int, int]:
+    def mark(self) -> tuple[int, int, int]:
         """What is buffered now; ``restore`` returns to it after a savepoint rolled back."""
-        return len(self._entries), len(self._postings)
+        return len(self._entries), len(self._postings), len(self._rows)
 
-    def restore(self, mark: tuple[int, int]) -> None:
+    def restore(self, mark: tuple[int, int, int]) -> None:
         del self._entries[mark[0] :]
         del self._postings[mark[1] :]
+        del self._rows[mark[2] :]
 
     def flush(self, now: datetime) -> None:
-        """Lock the ledger and the touched balances, then write the buffered postings (ids in
-        posting order, running balances) and the new balances."""
+        """Write the buffered effect rows; then lock the ledger and the touched balances, and
+        write the buffered postings (ids in posting order, running balances) and the new
+        balances."""
+        self._write_rows()
         if not self._entries:
             return
         lock_ledger(self._session)
@@ -181,6 +192,20 @@ class LedgerWriter:
         self._written += len(self._entries)
         self._entries.clear()
         self._postings.clear()
+
+    def _write_rows(self) -> None:
+        """``add_row``'s rows: per table (and conflict rule), one insert of all its rows. They
+        need no ledger lock, so they are written before it is taken."""
+        if not self._rows:
+            return
+        dialect = self._session.get_bind().dialect
+        by_table: dict[tuple[Any, tuple[str, ...]], list[dict[str, Any]]] = {}
+        for table, conflict, row in self._rows:
+            by_table.setdefault((table, conflict), []).append(row)
+        for (table, conflict), rows in by_table.items():
+            bulk = BulkInsert.of(dialect, table, tuple(rows[0]), conflict=conflict)
+            bulk.execute(self._session, rows)
+        self._rows.clear()
 
     def _lock_balances(
         self, keys: list[tuple[str, str]], now: datetime

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from app.settings import load_settings
-from app.store.models import InboundEvent, LedgerPosting, Order
+from app.store.models import InboundEvent, LedgerPosting, Order, OrderEvent, Trade
 from tests.conftest import run_jobs
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.integration.test_processing import HISTORY, failing_orders  # noqa: F401 - fixture
@@ -97,6 +97,64 @@ def test_a_failing_event_leaves_the_rest_of_its_batch_applied(client, runtime):
     # Applying the batch again changes nothing.
     assert process_events(ids) == {"processed": 2, "dead": 1}
     assert len(_postings(runtime.engine, ids)) == 6
+
+
+def test_an_event_failing_after_its_effect_rows_leaves_none_of_them(client, runtime):
+    """An unknown quote currency fails the fill after its order event and trade were buffered
+    (they go in with the ledger's writes): its savepoint's rollback drops them too."""
+    trade = {"trade-id": 770001, "trade-price": "100", "trade-amount": "1"}
+    odd_order = next(_orders)
+    # Its order exists already (a submission moves no money), so nothing else about the fill
+    # fails: rows it left behind would be written with the batch.
+    [submitted] = _store(
+        client, runtime, [htx_update(odd_order, "submitted", "0", "0", "0", symbol="btcxyz")]
+    )
+    assert process_events([submitted]) == {"processed": 1}
+    good = htx_update(next(_orders), "filled", "1", "100", "0.1", trade=[trade])
+    odd = htx_update(
+        odd_order,
+        "filled",
+        "1",
+        "100",
+        "0.1",
+        symbol="btcxyz",
+        trade=[{**trade, "trade-id": 770002}],
+    )
+    ids = _store(client, runtime, [good, odd])
+
+    assert process_events(ids) == {"processed": 1, "dead": 1}
+    assert "btcxyz" in (event(runtime.engine, ids[1]).last_error or "")
+    with Session(runtime.engine) as session:
+        effects = session.execute(select(col(OrderEvent.event_id))).scalars().all()
+        trades = session.execute(select(col(Trade.trade_id), col(Trade.event_id))).all()
+    assert ids[1] not in effects and {ids[0], submitted} <= set(effects)
+    assert [tuple(t) for t in trades if t[0] in ("770001", "770002")] == [("770001", ids[0])]
+    assert _order(runtime.engine, odd_order)[0] == "submitted"  # the fill left nothing behind
+
+
+def test_a_trade_named_by_two_events_of_a_batch_keeps_its_first_row(client, runtime):
+    order = next(_orders)
+    trade = {"trade-id": 770100, "trade-price": "100", "trade-amount": "1"}
+    part = htx_update(order, "partial-filled", "1", "100", "0.1", trade=[trade])
+    full = htx_update(
+        order,
+        "filled",
+        "2",
+        "200",
+        "0.2",
+        trade=[trade, {**trade, "trade-id": 770101}],
+    )
+    ids = _store(client, runtime, [part, full])
+
+    assert process_events(ids) == {"processed": 2}
+    with Session(runtime.engine) as session:
+        trades = session.execute(
+            select(col(Trade.trade_id), col(Trade.event_id))
+            .where(col(Trade.trade_id).in_(["770100", "770101"]))
+            .order_by(col(Trade.trade_id))
+        ).all()
+    assert [tuple(t) for t in trades] == [("770100", ids[0]), ("770101", ids[1])]
+    assert_ledger_verifies(runtime)
 
 
 def test_a_batch_that_fails_as_a_whole_is_redone_one_by_one(
