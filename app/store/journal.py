@@ -122,7 +122,9 @@ class LedgerWriter:
         """Buffer an event's effect row for ``table`` (an order event, a trade), written by
         ``flush`` with the ledger, one multi-row insert per table, in the order added; with
         ``conflict``, a row whose key is already stored (or added before) is skipped. Rows of a
-        table must all have the same keys. Like postings, they are dropped by ``restore``."""
+        table must all have the same keys. Like postings, they are dropped by ``restore``.
+        Written after the last savepoint, a row the database refuses fails the whole batch,
+        which is then redone one event at a time (correct, only slower)."""
         self._rows.append((table, conflict, row))
 
     def has_posted(self) -> bool:
