@@ -1,4 +1,4 @@
-"""Exact, bounded JSON parsing of callback bodies.
+"""Exact, bounded, unambiguous JSON parsing of callback bodies.
 
 orjson would turn ``0.1`` into a float, so a body orjson reads with any float in it (a number
 with a fraction or exponent, or an integer beyond 64 bits) is parsed again with the standard
@@ -6,16 +6,23 @@ library's scanner with ``parse_float=Decimal``: every such number becomes an exa
 integers stay ``int``. Bodies without one (amounts as strings, the usual case) take orjson's
 answer, about ten times faster; the two paths give equal results (a property test holds them
 to it), and any body either path refuses is refused by the standard library, with its
-message. One difference is left: with a key given twice the last value wins in both, but only
-the standard library looks at the number it replaced, so ``{"a": 1e99, "a": 1}`` is refused
-there and read as ``{"a": 1}`` here. The dropped number is never used. NaN and Infinity are
-refused, numbers longer than ``MAX_NUMBER_CHARS`` are refused before conversion (no 10k-digit
-int parsing), and nesting that exhausts the recursion limit is refused, all as ``BadRequest``.
+message.
+
+An object that names a key twice is refused: which ``account-id`` would be meant is anyone's
+guess, and form bodies refuse a field given twice too. orjson keeps the last value silently,
+so its answer is trusted only when the body holds no more key-like ``"...":`` spots than the
+parsed objects hold keys (each real key is one such spot; text that merely contains ``":``
+adds spots and sends the body to the exact parser, which checks every object).
+
+NaN and Infinity are refused, numbers longer than ``MAX_NUMBER_CHARS`` are refused before
+conversion (no 10k-digit int parsing), nesting that exhausts the recursion limit is refused,
+and a leading byte order mark is refused, all as ``BadRequest``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,6 +33,8 @@ from app.domain.errors import BadRequest
 MAX_NUMBER_CHARS = 64
 MAX_EXPONENT = 64
 MAX_DEPTH = 64
+_KEY_SPOT = re.compile(rb'"[ \t\n\r]*:')
+_KEY_SPOT_TEXT = re.compile(r'"[ \t\n\r]*:')
 
 
 def _parse_float(text: str) -> Decimal:
@@ -63,28 +72,50 @@ def check_text(text: str) -> None:
         raise BadRequest("text contains a lone surrogate (an unpaired \\ud800 escape)") from exc
 
 
-def _check_tree(value: Any, limit: int) -> bool:
+def _check_tree(value: Any, limit: int) -> int | None:
     """Refuse nesting deeper than ``limit`` (scalars add nothing) and text ``check_text``
     refuses, in object keys and values alike. Iterative: no recursion on hostile input.
-    Returns True, and stops, at the first float (orjson's inexact reading of a number)."""
+    Returns the number of object keys in the tree, or None, and stops, at the first float
+    (orjson's inexact reading of a number)."""
+    keys = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
             check_text(node)
         elif isinstance(node, float):
-            return True
+            return None
         elif isinstance(node, dict | list):
             depth += 1
             if depth > limit:
                 raise BadRequest(f"JSON nested deeper than {limit} levels")
             if isinstance(node, dict):
+                keys += len(node)
                 for key in node:
                     check_text(key)
                 stack.extend((child, depth) for child in node.values())
             else:
                 stack.extend((child, depth) for child in node)
-    return False
+    return keys
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses an object naming a key twice."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise BadRequest(f"JSON object has the key {key[:64]!r} twice")
+            seen.add(key)
+    return result
+
+
+def _key_spots(body: bytes | str) -> int:
+    """How many places in ``body`` look like the end of an object key: at least one per key."""
+    if isinstance(body, bytes):
+        return len(_KEY_SPOT.findall(body))
+    return len(_KEY_SPOT_TEXT.findall(body))
 
 
 def decode_text(body: bytes) -> str:
@@ -113,15 +144,19 @@ def _loads_fast(body: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         return _INEXACT  # the standard library says what is wrong, in its words
     try:
-        inexact = _check_tree(value, MAX_DEPTH)
+        keys = _check_tree(value, MAX_DEPTH)
     except BadRequest:
         return _INEXACT  # refused either way; the exact parser's message is the one given
-    return _INEXACT if inexact else value
+    if keys is None or (keys and _key_spots(body) != keys):
+        return _INEXACT  # a float, or perhaps a key given twice: the exact parser decides
+    return value
 
 
 def loads_exact_stdlib(body: bytes | str) -> Any:
     """``loads_exact`` on the standard library's scanner alone (exact for every number)."""
     text = decode_text(body) if isinstance(body, bytes) else body
+    if text.startswith("\ufeff"):
+        raise BadRequest("body starts with a byte order mark; send JSON without one")
     # Cheap pre-check: a body that cannot be shallow enough is refused before recursion.
     if text.count("[") + text.count("{") > 10 * MAX_DEPTH and _looks_deep(text):
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
@@ -131,6 +166,7 @@ def loads_exact_stdlib(body: bytes | str) -> Any:
             parse_float=_parse_float,
             parse_int=_parse_int,
             parse_constant=_parse_constant,
+            object_pairs_hook=_unique_keys,
         )
     except BadRequest:
         raise

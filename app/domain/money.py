@@ -70,11 +70,12 @@ def parse_decimal(value: object) -> Decimal:
     elif isinstance(value, Decimal):
         result = value
     elif isinstance(value, str):
-        text = value.strip()
-        if not _DECIMAL_TEXT.fullmatch(text):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            if value != value.strip():
+                raise ValueError("amount must be plain decimal text such as '12.5', no spaces")
             raise ValueError("amount must be plain decimal text such as '12.5'")
         try:
-            result = Decimal(text)
+            result = Decimal(value)
         except InvalidOperation as exc:  # pragma: no cover - regex guards it
             raise ValueError("amount is not a decimal") from exc
     else:

@@ -161,7 +161,9 @@ def test_text_no_database_can_store_is_400(client, runtime, body):
     ids=["int-over-64-bits", "huge-decimal", "long-text", "many-items"],
 )
 def test_422_echoes_stay_bounded_and_serialisable(client, runtime, fragment):
-    body = body_of(htx_update(1, "filled", "1", "1", "0"))
+    payload = htx_update(1, "filled", "1", "1", "0")
+    payload.pop(fragment.split(b'"')[1].decode(), None)  # the fragment gives it anew
+    body = body_of(payload)
     body = body[:-1] + b"," + fragment + b"}"
     response = _post(client, body)
     assert response.status_code == 422, response.text

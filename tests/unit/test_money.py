@@ -41,7 +41,13 @@ def test_plain_text_is_kept_exactly() -> None:
     result = parse_decimal("0.0100000000")
     assert result == Decimal("0.01")
     assert result.as_tuple() == Decimal("0.0100000000").as_tuple()
-    assert parse_decimal(" -12.5 ") == Decimal("-12.5")
+    assert parse_decimal("-12.5") == Decimal("-12.5")
+
+
+@pytest.mark.parametrize("text", [" -12.5", "12.5 ", "\t1", "1\n"])
+def test_text_with_surrounding_spaces_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="no spaces"):
+        parse_decimal(text)
 
 
 def test_ints_and_decimals_pass_through() -> None:

@@ -67,9 +67,18 @@ def test_json_with_parameters_is_accepted(kind: str, content_type: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["htx", "pingpong", "trx-energy"])
-def test_structured_json_suffix_is_json(kind: str) -> None:
-    assert check_media_type(kind, "application/vnd.x+json") == JSON
-    assert check_media_type(kind, "application/problem+json; charset=utf-8") == JSON
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/vnd.x+json",
+        "application/problem+json; charset=utf-8",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+    ],
+)
+def test_only_the_named_media_types_in_utf_8_are_accepted(kind: str, content_type: str) -> None:
+    with pytest.raises(UnsupportedMedia):
+        check_media_type(kind, content_type)
 
 
 def test_form_is_accepted_for_htx_only() -> None:
