@@ -140,7 +140,9 @@ def test_malformed_json_is_bad_request(body: bytes) -> None:
 
 
 def test_a_byte_order_mark_is_refused_without_python_hints() -> None:
-    with pytest.raises(BadRequest, match="^body starts with a byte order mark; send JSON without one$"):
+    with pytest.raises(
+        BadRequest, match=r"^body starts with a byte order mark; send JSON without one$"
+    ):
         loads_exact(b"\xef\xbb\xbf{}")
 
 
@@ -337,7 +339,7 @@ def test_an_object_naming_a_key_twice_is_refused_on_both_paths(body: bytes) -> N
     from app.domain.jsonparse import loads_exact_stdlib
 
     for parse in (loads_exact, loads_exact_stdlib):
-        with pytest.raises(BadRequest, match="twice|out of range"):
+        with pytest.raises(BadRequest, match=r"twice|out of range"):
             parse(body)
 
 
