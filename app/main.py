@@ -6,6 +6,7 @@ after it, and the settings are loaded (and validated) once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -18,13 +19,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from app.domain.apikeys import ApiKey
+from app.domain.errors import RequestTimeout
 from app.gctune import settle_heap
 from app.ingest import Ingestor
 from app.logging import configure_logging
-from app.middleware import RequestObserver
+from app.middleware import BodyDeadline, RequestObserver
 from app.responses import json_response
 from app.routes import admin, ledger
 from app.routes.health import healthz, metrics, readyz
@@ -116,11 +118,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
             Route("/openapi.json", _openapi_endpoint(), methods=["GET"]),
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
-        middleware=[Middleware(RequestObserver)],
+        exception_handlers={
+            HTTPException: _http_error,
+            RequestTimeout: _timeout_error,
+            Exception: _server_error,
+        },
+        middleware=[
+            Middleware(RequestObserver),
+            Middleware(BodyDeadline, timeout_s=settings.server.body_timeout_s),
+        ],
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # _http_error redirects, in JSON
     app.state.settings = settings
+    app.state.instance_id = os.environ.get("HOOKLEDGER_INSTANCE_ID") or None
     app.state.api_keys = [
         ApiKey(name=name, key=cfg.key, secret=cfg.secret, accounts=cfg.accounts)
         for name, cfg in settings.file.api_keys.items()
@@ -138,12 +149,46 @@ def _openapi_endpoint() -> Callable[[Request], Awaitable[Response]]:
     return openapi
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and (location := _without_trailing_slash(request)):
+        # Starlette's own redirect has an empty body; this one says what to do, in JSON. 307
+        # keeps the method and the body, so a sender that follows it delivers the callback.
+        body = {
+            "error": "redirect",
+            "message": f"no trailing slash: use {location}",
+            "location": location,
+        }
+        return json_response(body, 307, headers={"location": location})
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    response = json_response({"error": code, "message": exc.detail}, exc.status_code)
+    message = exc.detail
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"nothing at {request.url.path[:200]}"
+    elif exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+        message = f"{request.method} is not allowed here; use {exc.headers['Allow']}"
+    response = json_response({"error": code, "message": message}, exc.status_code)
     response.headers.update(exc.headers or {})  # a 405 must say what is Allowed (RFC 9110)
     return response
+
+
+def _without_trailing_slash(request: Request) -> str | None:
+    """The path without its trailing slash when some route takes that path, else None."""
+    path: str = request.scope["path"]
+    if path == "/" or not path.endswith("/"):
+        return None
+    bare = path.rstrip("/")
+    scope = {**request.scope, "path": bare}
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            return bare + (f"?{query}" if query else "")
+    return None
+
+
+async def _timeout_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestTimeout)
+    return json_response(exc.body(), exc.status, headers={"connection": "close"})
 
 
 async def _server_error(_request: Request, exc: Exception) -> Response:

@@ -1,7 +1,9 @@
-"""The web edge's outermost layer: a request id for the logs, and the HTTP metrics."""
+"""The web edge's outer layers: a request id for the logs and the HTTP metrics, and a deadline
+for request bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -9,6 +11,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.domain.errors import RequestTimeout
 from app.metrics import HTTP_DURATION, HTTP_REQUESTS, child
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
@@ -58,3 +61,40 @@ class RequestObserver:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             child(HTTP_REQUESTS, route, method, str(status)).inc()
             child(HTTP_DURATION, route).observe(time.perf_counter() - started)
+
+
+class BodyDeadline:
+    """Pure ASGI middleware. A request's body must have arrived whole ``timeout_s`` after the
+    request reached the app; past that, reading it raises ``RequestTimeout`` (408), which the
+    routes answer in JSON. Without it a client that declares a body and stops sending holds a
+    connection, and a task, for ever. Once the last body chunk has arrived ``receive`` is passed
+    through untouched: waiting for a disconnect (a streamed response) has no deadline."""
+
+    def __init__(self, app: ASGIApp, *, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        complete = False
+        timeout_s = self.timeout_s
+
+        async def receive_in_time() -> Message:
+            nonlocal complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {timeout_s:g} s"
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        await self.app(scope, receive_in_time, send)

@@ -24,5 +24,9 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(dumps(content), status_code=status, media_type="application/json")
+def json_response(
+    content: Any, status: int = 200, *, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        dumps(content), status_code=status, headers=headers, media_type="application/json"
+    )

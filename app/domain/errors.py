@@ -5,6 +5,7 @@
     ├── Unauthorized      401    signature, token or timestamp wrong or missing
     ├── Forbidden         403    client address outside the source's allowlist
     ├── UnknownSource     404    no such source
+    ├── RequestTimeout    408    the body did not arrive within server.body_timeout_s
     ├── TooLarge          413    body over max_body_bytes
     ├── UnsupportedMedia  415    content type not accepted for the source kind
     ├── ValidationFailed  422    payload fails the source's schema (pydantic-style detail)
@@ -50,6 +51,10 @@ class Forbidden(HookError):
 
 class UnknownSource(HookError):
     status, code = 404, "unknown_source"
+
+
+class RequestTimeout(HookError):
+    status, code = 408, "request_timeout"
 
 
 class TooLarge(HookError):

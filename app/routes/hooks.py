@@ -86,7 +86,9 @@ async def receive_hook(request: Request) -> Response:
     except HookError as exc:
         log.info("hook.rejected", status=exc.status, reason=exc.code, message=exc.message)
         _count(name if source else metrics.UNKNOWN, exc.status, exc.code)
-        return json_response(exc.body(), exc.status)
+        # After a 408 the rest of the body may still come: the connection cannot be reused.
+        headers = {"connection": "close"} if exc.status == 408 else None
+        return json_response(exc.body(), exc.status, headers=headers)
     except ClientDisconnect:
         log.info("hook.client_disconnected")
         _count(name, 400, "bad_request")
