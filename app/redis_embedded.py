@@ -71,6 +71,7 @@ def start_private_server(var_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a terminal's Ctrl-C stops it after the workers, not before
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10

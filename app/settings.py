@@ -54,6 +54,12 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     max_body_bytes: PositiveInt = 262_144
     trusted_proxies: tuple[IPNetwork, ...] = (ipaddress.IPv4Network("127.0.0.1/32"),)
+    # A request whose body has not fully arrived this long after it started gets 408.
+    body_timeout_s: float = Field(default=10, gt=0, le=600)
+    # Wrong console passwords and admin bearer tokens per client address: past
+    # ``auth_failure_limit`` within ``auth_failure_window_s`` the address gets 429.
+    auth_failure_limit: PositiveInt = 10
+    auth_failure_window_s: PositiveInt = 300
 
 
 class ProcessingConfig(_Strict):
@@ -211,33 +217,66 @@ class FileConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _jobs_outlast_sends(self) -> FileConfig:
-        for name, target in self.targets.items():
-            longest = target.connect_timeout_s + target.read_timeout_s
-            if longest + 5 >= self.processing.job_timeout_s:
-                raise ValueError(
-                    f"target {name!r}: connect_timeout_s + read_timeout_s ({longest:g}) plus 5 s "
-                    f"must stay under processing.job_timeout_s ({self.processing.job_timeout_s})"
-                )
+    def _sections_agree(self) -> FileConfig:
+        problems = cross_section_problems(self.model_dump())
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
-    @model_validator(mode="after")
-    def _rules_point_somewhere(self) -> FileConfig:
-        names: set[str] = set()
-        for rule in self.rules:
-            if rule.name in names:
-                raise ValueError(f"rule {rule.name!r}: two rules have this name")
-            names.add(rule.name)
-            target = self.targets.get(rule.target)
-            if target is None:
-                raise ValueError(f"rule {rule.name!r}: no target named {rule.target!r}")
-            if target.kind == "fourpass" and rule.signal is None:
-                raise ValueError(
-                    f"rule {rule.name!r}: fourpass target {rule.target!r} needs a signal"
+
+def _number(value: object, default: object) -> float | None:
+    value = default if value is None else value
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _table(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def cross_section_problems(data: Mapping[str, Any]) -> list[str]:
+    """Problems between sections (rules naming targets and sources, target timeouts against
+    the job timeout), found on the raw config too, so that ``check-config`` reports them
+    alongside the problems inside sections instead of only once those are fixed."""
+    problems: list[str] = []
+    sources = _table(data.get("sources"))
+    targets = _table(data.get("targets"))
+    job_timeout = _number(
+        _table(data.get("processing")).get("job_timeout_s"),
+        ProcessingConfig.model_fields["job_timeout_s"].default,
+    )
+    fields = TargetConfig.model_fields
+    for name, raw in targets.items():
+        target = _table(raw)
+        connect = _number(target.get("connect_timeout_s"), fields["connect_timeout_s"].default)
+        read = _number(target.get("read_timeout_s"), fields["read_timeout_s"].default)
+        if None not in (connect, read, job_timeout):
+            longest = float(connect or 0) + float(read or 0)
+            if longest + 5 >= float(job_timeout or 0):
+                problems.append(
+                    f"target {name!r}: connect_timeout_s + read_timeout_s ({longest:g}) plus 5 s "
+                    f"must stay under processing.job_timeout_s ({job_timeout:g})"
                 )
-            if rule.when.source is not None and rule.when.source not in self.sources:
-                raise ValueError(f"rule {rule.name!r}: no source named {rule.when.source!r}")
-        return self
+    names: set[str] = set()
+    rules = data.get("rules")
+    for raw_rule in rules if isinstance(rules, list | tuple) else ():
+        rule = _table(raw_rule)
+        name = rule.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in names:
+            problems.append(f"rule {name!r}: two rules have this name")
+        names.add(name)
+        target_name = rule.get("target")
+        if isinstance(target_name, str):
+            target = targets.get(target_name)
+            if target is None:
+                problems.append(f"rule {name!r}: no target named {target_name!r}")
+            elif _table(target).get("kind") == "fourpass" and rule.get("signal") is None:
+                problems.append(f"rule {name!r}: fourpass target {target_name!r} needs a signal")
+        source = _table(rule.get("when")).get("source")
+        if isinstance(source, str) and source not in sources:
+            problems.append(f"rule {name!r}: no source named {source!r}")
+    return problems
 
 
 class Settings(BaseModel):
@@ -282,11 +321,18 @@ def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) ->
     return value
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def _within(path: str, key: str) -> bool:
+    """True when ``path`` (``sources.a.secrets[0]``) is ``key`` or lies inside it."""
+    return path == key or path.startswith((f"{key}.", f"{key}["))
+
+
+def _format_errors(exc: ValidationError, *, skip_top_level: bool = False) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
+        if skip_top_level and not err["loc"]:
+            continue  # cross_section_problems says these, one line each
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{loc}: {msg}")
@@ -301,12 +347,21 @@ def parse_config(text: str, env: Mapping[str, str], *, origin: str = "config") -
         raise ConfigError(f"{origin}: not valid TOML: {exc}") from exc
     errors: list[str] = []
     expanded = _expand(raw, env, "", errors)
+    try:
+        file = FileConfig.model_validate(expanded)
+    except ValidationError as exc:
+        # Every problem at once: unset variables, each bad key, and what the sections say
+        # of each other (pydantic checks that last only once every section is valid).
+        unset = [e.split(":", 1)[0] for e in errors]  # their keys' follow-on errors are noise
+        errors += [
+            line
+            for line in _format_errors(exc, skip_top_level=True)
+            if not any(_within(path, line.split(":", 1)[0]) for path in unset)
+        ]
+        errors += cross_section_problems(expanded)
     if errors:
         raise ConfigError("\n".join(f"{origin}: {e}" for e in errors))
-    try:
-        return FileConfig.model_validate(expanded)
-    except ValidationError as exc:
-        raise ConfigError("\n".join(f"{origin}: {e}" for e in _format_errors(exc))) from exc
+    return file
 
 
 def demo_config_text() -> str:
@@ -319,6 +374,21 @@ def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
     merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None}
     merged.update(os.environ)
     return merged
+
+
+ENVIRONMENT_KEY = "environment"
+
+
+def _with_environment_key(file: FileConfig, value: str) -> FileConfig:
+    """``file`` with the accountants' API key ``HOOKLEDGER_API_KEY`` (``KEY:SECRET``, reading
+    every account) added as ``[api_keys.environment]``; ``hookledger up`` hands its key over so."""
+    key, _, secret = value.partition(":")
+    if not key or not secret:
+        raise ConfigError("HOOKLEDGER_API_KEY: must be KEY:SECRET")
+    if ENVIRONMENT_KEY in file.api_keys or any(k.key == key for k in file.api_keys.values()):
+        raise ConfigError(f"HOOKLEDGER_API_KEY: the config already has a key {key!r}")
+    added = ApiKeyConfig(key=key, secret=secret, accounts=("*",))
+    return file.model_copy(update={"api_keys": {**file.api_keys, ENVIRONMENT_KEY: added}})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -346,6 +416,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             parse_sentinel_url(redis_url)
         except ValueError as exc:
             raise ConfigError(f"HOOKLEDGER_REDIS_URL: {exc}") from exc
+    api_key = env.get("HOOKLEDGER_API_KEY")
+    if api_key:
+        file = _with_environment_key(file, api_key)
     return Settings(
         config_path=origin,
         database_url=env.get("HOOKLEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL,

@@ -14,8 +14,12 @@ from app.responses import json_response
 from app.store.db import read_only
 
 
-async def healthz(_request: Request) -> Response:
-    return json_response({"status": "ok"})
+async def healthz(request: Request) -> Response:
+    """200 while the process runs. ``instance`` is ``HOOKLEDGER_INSTANCE_ID`` when set: the
+    process supervisor (``hookledger up``) sets a random one, and knows by it that what
+    answers on its port is its own web process and not another server."""
+    instance: str | None = request.app.state.instance_id
+    return json_response({"status": "ok", "instance": instance} if instance else {"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:

@@ -377,3 +377,64 @@ def test_targets_must_answer_within_a_job() -> None:
     )
     with pytest.raises(ConfigError, match=r"target 'slow'.*job_timeout_s \(20\)"):
         parse_config(text, {})
+
+
+def test_every_problem_of_every_kind_is_reported_at_once() -> None:
+    """Unset variables, bad values, unknown keys and rules naming what does not exist: all in
+    one message, each once, without follow-on noise or Python wording."""
+    text = """
+[server]
+max_body_bytes = -1
+bogus = 1
+
+[sources.a]
+kind = "htx"
+account_id = "1"
+auth = "hmac-sha256"
+secrets = ["${UNSET_SECRET}"]
+
+[sources.b]
+kind = "nope"
+account_id = "1"
+auth = "token"
+secrets = ["t"]
+
+[[rules]]
+name = "r1"
+target = "missing"
+when = { event = "order.filled", source = "c" }
+"""
+    lines = config_error(text, {}).splitlines()
+    assert lines == [
+        "config: sources.a.secrets[0]: environment variable UNSET_SECRET is not set",
+        "config: server.max_body_bytes: Input should be greater than 0",
+        "config: server.bogus: unknown key",
+        "config: sources.b.kind: Input should be 'htx', 'pingpong' or 'trx-energy'",
+        "config: rule 'r1': no target named 'missing'",
+        "config: rule 'r1': no source named 'c'",
+    ]
+
+
+def test_cross_section_problems_of_a_valid_config_are_each_named() -> None:
+    text = """
+[targets.t]
+kind = "fourpass"
+url = "https://signals.example/x"
+
+[[rules]]
+name = "r1"
+target = "t"
+when = { event = "order.filled" }
+
+[[rules]]
+name = "r1"
+target = "u"
+when = { event = "order.filled" }
+"""
+    message = config_error(text, {})
+    assert "Value error" not in message
+    assert message.splitlines() == [
+        "config: rule 'r1': fourpass target 't' needs a signal",
+        "config: rule 'r1': two rules have this name",
+        "config: rule 'r1': no target named 'u'",
+    ]
