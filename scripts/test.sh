@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2, xdist" 2>/dev/null \
+if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2, xdist, mkdocs, material" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
@@ -19,6 +19,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy (strict: app/, workers/)"
 .venv/bin/mypy
+echo "== mkdocs build --strict (a broken link or anchor fails)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
 if [ $# -gt 0 ]; then
   echo "== pytest $*"
   .venv/bin/pytest "$@"
