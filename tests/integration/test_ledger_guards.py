@@ -106,7 +106,13 @@ def test_moving_a_leg_to_another_entry_is_refused(engine):
 
 
 def test_an_update_that_keeps_every_sum_is_taken(engine):
+    before = posting_count(engine)
     execute(engine, f"UPDATE postings SET product_name = 'renamed' WHERE id = ({FIRST})")
+    assert posting_count(engine, f"product_name = 'renamed' AND id = ({FIRST})") == 1
+    assert posting_count(engine) == before
+    with Session(engine) as session:
+        report = verify(session, ("USDT", "USD"))
+    assert report.breaches == []
 
 
 def test_deleting_a_leg_is_refused(engine):
