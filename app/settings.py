@@ -9,6 +9,7 @@ start-up rather than silently skipping verification.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import os
 import re
@@ -260,22 +261,24 @@ def cross_section_problems(data: Mapping[str, Any]) -> list[str]:
     rules = data.get("rules")
     for raw_rule in rules if isinstance(rules, list | tuple) else ():
         rule = _table(raw_rule)
-        name = rule.get("name")
-        if not isinstance(name, str):
+        rule_name = rule.get("name")
+        if not isinstance(rule_name, str):
             continue
-        if name in names:
-            problems.append(f"rule {name!r}: two rules have this name")
-        names.add(name)
+        if rule_name in names:
+            problems.append(f"rule {rule_name!r}: two rules have this name")
+        names.add(rule_name)
         target_name = rule.get("target")
         if isinstance(target_name, str):
-            target = targets.get(target_name)
-            if target is None:
-                problems.append(f"rule {name!r}: no target named {target_name!r}")
-            elif _table(target).get("kind") == "fourpass" and rule.get("signal") is None:
-                problems.append(f"rule {name!r}: fourpass target {target_name!r} needs a signal")
+            named = targets.get(target_name)
+            if named is None:
+                problems.append(f"rule {rule_name!r}: no target named {target_name!r}")
+            elif _table(named).get("kind") == "fourpass" and rule.get("signal") is None:
+                problems.append(
+                    f"rule {rule_name!r}: fourpass target {target_name!r} needs a signal"
+                )
         source = _table(rule.get("when")).get("source")
         if isinstance(source, str) and source not in sources:
-            problems.append(f"rule {name!r}: no source named {source!r}")
+            problems.append(f"rule {rule_name!r}: no source named {source!r}")
     return problems
 
 
@@ -321,9 +324,9 @@ def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) ->
     return value
 
 
-def _within(path: str, key: str) -> bool:
-    """True when ``path`` (``sources.a.secrets[0]``) is ``key`` or lies inside it."""
-    return path == key or path.startswith((f"{key}.", f"{key}["))
+def _within(path: str, prefix: str) -> bool:
+    """True when ``path`` (``sources.a.secrets[0]``) is ``prefix`` or lies inside it."""
+    return path == prefix or path.startswith((f"{prefix}.", f"{prefix}["))
 
 
 def _format_errors(exc: ValidationError, *, skip_top_level: bool = False) -> list[str]:
@@ -376,19 +379,22 @@ def environment(dotenv_path: str | os.PathLike[str] = ".env") -> dict[str, str]:
     return merged
 
 
-ENVIRONMENT_KEY = "environment"
+ENVIRONMENT_NAME = "environment"
 
 
 def _with_environment_key(file: FileConfig, value: str) -> FileConfig:
     """``file`` with the accountants' API key ``HOOKLEDGER_API_KEY`` (``KEY:SECRET``, reading
     every account) added as ``[api_keys.environment]``; ``hookledger up`` hands its key over so."""
-    key, _, secret = value.partition(":")
-    if not key or not secret:
+    ident, _, secret = value.partition(":")
+    if not ident or not secret:
         raise ConfigError("HOOKLEDGER_API_KEY: must be KEY:SECRET")
-    if ENVIRONMENT_KEY in file.api_keys or any(k.key == key for k in file.api_keys.values()):
-        raise ConfigError(f"HOOKLEDGER_API_KEY: the config already has a key {key!r}")
-    added = ApiKeyConfig(key=key, secret=secret, accounts=("*",))
-    return file.model_copy(update={"api_keys": {**file.api_keys, ENVIRONMENT_KEY: added}})
+    taken = file.api_keys.get(ENVIRONMENT_NAME) is not None or any(
+        hmac.compare_digest(cfg.key.encode(), ident.encode()) for cfg in file.api_keys.values()
+    )
+    if taken:
+        raise ConfigError(f"HOOKLEDGER_API_KEY: the config already has a key {ident!r}")
+    added = ApiKeyConfig(key=ident, secret=secret, accounts=("*",))
+    return file.model_copy(update={"api_keys": {**file.api_keys, ENVIRONMENT_NAME: added}})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -104,14 +104,14 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
         seen: set[str] = set()
-        for key, _value in pairs:
-            if key in seen:
-                raise BadRequest(f"JSON object has the key {key[:64]!r} twice")
-            seen.add(key)
+        for name, _value in pairs:
+            if name in seen:
+                raise BadRequest(f"JSON object has the key {name[:64]!r} twice")
+            seen.add(name)
     return result
 
 
-def _key_spots(body: bytes | str) -> int:
+def _name_spots(body: bytes | str) -> int:
     """How many places in ``body`` look like the end of an object key: at least one per key."""
     if isinstance(body, bytes):
         return len(_KEY_SPOT.findall(body))
@@ -144,10 +144,10 @@ def _loads_fast(body: bytes | str) -> Any:
     except orjson.JSONDecodeError:
         return _INEXACT  # the standard library says what is wrong, in its words
     try:
-        keys = _check_tree(value, MAX_DEPTH)
+        names = _check_tree(value, MAX_DEPTH)
     except BadRequest:
         return _INEXACT  # refused either way; the exact parser's message is the one given
-    if keys is None or (keys and _key_spots(body) != keys):
+    if names is None or (names and _name_spots(body) != names):
         return _INEXACT  # a float, or perhaps a key given twice: the exact parser decides
     return value
 
