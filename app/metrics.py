@@ -83,6 +83,12 @@ SIGNAL_DELIVERIES = Counter(
     "Follow-up signal send attempts by target and outcome (delivered, retrying, dead, refused).",
     ["target", "outcome"],
 )
+AUTH_THROTTLED = Counter(
+    "hookledger_auth_throttled",
+    "Console logins and admin API calls refused with 429 because their client address sent too "
+    "many wrong admin tokens, by surface (console, admin).",
+    ["surface"],
+)
 
 _REASONS = {"validation_failed": "schema"}
 

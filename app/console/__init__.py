@@ -6,9 +6,11 @@ transactions, download them as the CSV ``hookledger ledger export`` writes, and 
 
 Security, in one place:
 
-- login with ``HOOKLEDGER_ADMIN_TOKEN`` (constant-time compare); no token, no console;
+- login with ``HOOKLEDGER_ADMIN_TOKEN`` (constant-time compare); no token, no console; wrong
+  tokens counted per client address with the admin API's, 429 past the limit (``app.throttle``);
 - a signed session cookie (key derived from the admin token: rotating it logs everyone out),
-  HttpOnly, SameSite=Strict, scoped to ``/console``, 8 hours from login (``session``);
+  HttpOnly, SameSite=Strict, scoped to ``/console``, 8 hours from login (``session``); a login
+  is also live in Redis until logout, so a copied cookie stops working at logout;
 - every POST form carries the session's CSRF token, checked in constant time (``web``);
 - Jinja2 autoescaping on for every template; every shown value passes a filter that replaces
   any configured secret with ``[redacted]`` (headers were redacted when stored);

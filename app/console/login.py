@@ -2,7 +2,14 @@
 
 No admin token configured: nobody can log in, and the login page says why (as the admin API
 answers every call 401). The token is compared in constant time; a wrong one is logged (never
-what was typed) and answered 401.
+what was typed), counted against the client address (``app.throttle``, shared with the admin
+API) and answered 401; past the limit the address gets the login page with 429 and
+``Retry-After``, and its attempts are not evaluated. The name typed is a label recorded with
+replays and discards, not an account: every attempt does the same one comparison, whatever the
+name, so there is nothing to tell apart by timing.
+
+A login is live in Redis (``session``); logout ends it there, so every copy of the cookie stops
+working. While Redis does not answer nobody can log in (503, the page says why).
 """
 
 from __future__ import annotations
@@ -14,9 +21,19 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app import metrics
 from app.console.inputs import ConsoleError, Query, read_form, safe_next
-from app.console.session import ConsoleSession, csrf_matches, new_session, token_matches
+from app.console.session import (
+    ConsoleSession,
+    SessionsUnavailable,
+    csrf_matches,
+    end,
+    new_session,
+    register,
+    token_matches,
+)
 from app.console.web import Console, Visit
+from app.throttle import ThrottleUnavailable, throttle_for
 
 log = structlog.get_logger(__name__)
 _NAME = re.compile(r"[^\w .@+-]", re.UNICODE)
@@ -24,6 +41,7 @@ _DISABLED = (
     "The console is disabled: HOOKLEDGER_ADMIN_TOKEN is not set. Set it in the web process's "
     "environment and restart it; then log in here with that token."
 )
+_REDIS_DOWN = "Logging in needs Redis, which is unavailable; try again shortly."
 
 
 def actor_for(name: str) -> str:
@@ -64,7 +82,13 @@ def login_page(console: Console) -> Callable[[Request], Awaitable[Response]]:
             next_path = home
         if not console.sessions.enabled:
             return _form_page(console, request, None, next_path, status=503)
-        session = console.sessions.load(request)
+        try:
+            session = await console.current(request)
+        except SessionsUnavailable:
+            log.error("console.sessions_unavailable")
+            return _form_page(
+                console, request, new_session(), next_path, status=503, error=_REDIS_DOWN
+            )
         if request.method == "GET":
             if session is not None and session.logged_in:
                 return RedirectResponse(next_path, status_code=303)
@@ -94,15 +118,47 @@ async def _attempt(
             status=403,
             error="This login form had expired. Enter the token again.",
         )
+    try:
+        return await _judge(console, request, session, form, next_path)
+    except (ThrottleUnavailable, SessionsUnavailable):
+        log.error("console.sessions_unavailable")
+        return _form_page(console, request, session, next_path, status=503, error=_REDIS_DOWN)
+
+
+async def _judge(
+    console: Console,
+    request: Request,
+    session: ConsoleSession,
+    form: dict[str, str],
+    next_path: str,
+) -> Response:
+    """The token's verdict: 429 before it is looked at when the address is over the limit, 401
+    (counted) when wrong, else a fresh login. Raises ``ThrottleUnavailable`` and
+    ``SessionsUnavailable``."""
+    throttle = throttle_for(request)
+    client = request.client.host if request.client else None
+    wait = await throttle.retry_after()
+    if wait is not None:
+        log.warning("console.login_throttled", client=client, retry_after=wait)
+        metrics.child(metrics.AUTH_THROTTLED, "console").inc()
+        error = f"Too many wrong tokens from your address: try again in {wait} seconds."
+        response = _form_page(console, request, session, next_path, status=429, error=error)
+        response.headers["retry-after"] = str(wait)
+        return response
     token = console.settings.admin_token
     assert token is not None  # sessions are enabled only with a token
     if not token_matches(token, form.get("token", "")):
-        client = request.client.host if request.client else None
+        if form.get("token"):  # an empty field guesses nothing (as a missing bearer header)
+            await throttle.failed()
         log.warning("console.login_refused", client=client)
         return _form_page(
             console, request, session, next_path, status=401, error="Wrong admin token."
         )
+    redis = request.app.state.aioredis
+    if session.logged_in:
+        await end(redis, session)  # logging in again replaces the login, not adds one
     fresh = new_session(actor_for(form.get("name", "")))
+    await register(redis, fresh)
     fresh.flash("ok", f"Logged in; replays and discards are recorded as {fresh.actor}.")
     log.info("console.login", actor=fresh.actor)
     response = RedirectResponse(next_path, status_code=303)
@@ -111,6 +167,9 @@ async def _attempt(
 
 
 async def logout(visit: Visit) -> Response:
+    """End the login in Redis (every copy of the cookie with it), then drop the cookie. Raises
+    ``SessionsUnavailable`` (a 503 page: the login is not ended)."""
+    await end(visit.request.app.state.aioredis, visit.session)
     log.info("console.logout", actor=visit.actor)
     response = RedirectResponse(visit.path("console:login"), status_code=303)
     visit.console.sessions.clear(visit.request, response)

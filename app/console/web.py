@@ -3,8 +3,9 @@ pages themselves are in ``pages_ops`` and ``pages_ledger``; the session cookie i
 forms and query parameters in ``inputs``.
 
 Errors are mapped to pages here, in one place: ``ConsoleError`` and ``ops.OpsError`` carry their
-own 4xx status; a database that does not answer is a 503 page. A handler never returns a 500
-for anything a person can type.
+own 4xx status; a database that does not answer is a 503 page, and so is Redis, where logins
+live (``session``): a login that cannot be checked is not trusted. A handler never returns a
+500 for anything a person can type.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from app.console.inputs import ConsoleError, read_form, safe_next
 from app.console.session import (
     ConsoleSession,
     SessionCodec,
+    SessionsUnavailable,
     csrf_matches,
+    is_live,
 )
 from app.domain.money import canonical
 from app.settings import Settings
@@ -43,6 +46,7 @@ _REDACTED = "[redacted]"
 _STALE_FORM = (
     "This form has expired or did not come from the console: reload the page and send it again."
 )
+_SESSIONS_DOWN = "The console cannot check logins because Redis is unavailable; try again shortly."
 _MIN_SECRET_LEN = 6  # shorter values would blank ordinary words; no real secret is that short
 
 
@@ -151,6 +155,19 @@ class Console:
             self.sessions.save(request, response, session)
         return response
 
+    async def current(self, request: Request) -> ConsoleSession | None:
+        """The request's session: a login only while it is live in Redis (a logged-out one is
+        ``None``), or a login form's. Raises ``SessionsUnavailable``."""
+        session = self.sessions.load(request)
+        if session is None or not session.logged_in:
+            return session
+        return session if await is_live(request.app.state.aioredis, session) else None
+
+    def sessions_down(self, request: Request) -> Response:
+        """The 503 page shown while Redis does not answer."""
+        log.error("console.sessions_unavailable")
+        return self.error_page(request, None, 503, _SESSIONS_DOWN)
+
     def error_page(
         self, request: Request, session: ConsoleSession | None, status: int, message: str
     ) -> Response:
@@ -165,7 +182,10 @@ class Console:
         token checked; errors turned into pages."""
 
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.load(request)
+            try:
+                session = await self.current(request)
+            except SessionsUnavailable:
+                return self.sessions_down(request)
             if session is None or not session.logged_in:
                 return _to_login(request)
             try:
@@ -173,6 +193,8 @@ class Console:
                 return await handler(Visit(self, request, session, form))
             except (ConsoleError, ops.OpsError) as exc:
                 return self.error_page(request, session, exc.status, exc.message)
+            except SessionsUnavailable:
+                return self.sessions_down(request)
             except (OperationalError, InterfaceError) as exc:
                 log.error("console.database_unavailable", error=type(exc).__name__)
                 return self.error_page(
