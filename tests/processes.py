@@ -61,6 +61,16 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 @contextmanager
 def web_server(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
     """Run ``hookledger web`` on a free port; yield its base URL."""
+    proc, base = start_web(env, workers=workers)
+    try:
+        yield base
+    finally:
+        stop(proc)
+
+
+def start_web(env: dict[str, str], *, workers: int = 2) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``hookledger web`` on a free port and wait until it answers ``/readyz``; return
+    the process and its base URL. The caller stops it."""
     port = free_port()
     proc = spawn(["web", "--port", str(port), "--workers", str(workers)], env)
     base = f"http://127.0.0.1:{port}"
@@ -68,7 +78,7 @@ def web_server(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
     def up() -> bool:
         if proc.poll() is not None:
             err = proc.stderr.read().decode() if proc.stderr else ""
-            raise AssertionError(f"web server exited: {err[-2000:]}")
+            raise AssertionError(f"web server exited with status {proc.returncode}: {err[-2000:]}")
         try:
             return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
@@ -76,6 +86,27 @@ def web_server(env: dict[str, str], *, workers: int = 2) -> Iterator[str]:
 
     try:
         wait_until(up, 30, "the web server")
-        yield base
-    finally:
-        stop(proc)
+    except BaseException:
+        stop(proc, signal.SIGKILL)
+        raise
+    return proc, base
+
+
+def timed_stop(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, *, limit_s: float = 60
+) -> tuple[float, int]:
+    """Send ``sig`` and wait for the process to exit; return the seconds that took and its exit
+    status. A process still running after ``limit_s`` is killed and reported as taking
+    ``limit_s`` with status -9."""
+    started = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        code = proc.wait(timeout=limit_s)
+        took = time.monotonic() - started
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        took, code = limit_s, -signal.SIGKILL
+    if proc.stderr:
+        proc.stderr.close()
+    return took, code

@@ -13,7 +13,7 @@ rest (jobs abandoned by a killed worker) are re-made by the staleness rule above
 
 from __future__ import annotations
 
-import time
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -152,13 +152,18 @@ def _settle_failed_jobs(runtime: Runtime) -> tuple[list[str], int]:
     return dead, cleared
 
 
-def run_forever(runtime: Runtime, *, interval_s: float | None = None) -> None:
-    """Sweep every ``interval_s`` seconds until interrupted; outages are logged, not fatal."""
+def run_forever(
+    runtime: Runtime, *, interval_s: float | None = None, stop: threading.Event | None = None
+) -> None:
+    """Sweep every ``interval_s`` seconds until ``stop`` is set (a sweep under way finishes
+    first) or the process is interrupted; outages are logged, not fatal."""
     interval = interval_s or runtime.settings.processing.sweep_interval_s
+    stop = stop or threading.Event()
     log.info("sweep.started", interval_s=interval)
-    while True:
+    while not stop.is_set():
         try:
             sweep_once(runtime)
         except (SQLAlchemyError, RedisError, OSError) as exc:
             log.warning("sweep.failed", error=type(exc).__name__)
-        time.sleep(interval)
+        stop.wait(interval)
+    log.info("sweep.stopped")
