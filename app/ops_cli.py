@@ -15,18 +15,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
+from app import kinds
 from app.responses import dumps
 from app.settings import Settings
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
-from app.store.models import Signal
-from app.timeparse import parse_when
+from app.store.models import InboundEvent, Signal
+from app.timeparse import iso, parse_when
 from workers import replay as service
 from workers.jobs import utcnow
 from workers.runtime import Runtime, build_runtime
+
+_MAX_LIMIT = 100_000
 
 
 def _when(text: str) -> Any:
@@ -47,8 +51,8 @@ def _days(text: str) -> float:
 
 
 def _positive(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100_000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 100000")
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {_MAX_LIMIT}")
     return int(text)
 
 
@@ -64,34 +68,92 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+_WHEN_HELP = (
+    "ISO 8601 (2026-11-20, which is its midnight UTC, or 2026-11-20T10:00:00Z), "
+    "Unix seconds, or an age (30m, 2h, 7d ago)"
+)
+_SIGNAL_STATUSES = ("pending", "sending", "retrying", "delivered", "dead", "discarded")
+
+
 def _filters(p: argparse.ArgumentParser, *, status: bool) -> None:
-    p.add_argument("--source", help="only this source")
+    p.add_argument("--source", metavar="SOURCE", help="only this source (a name in the config)")
     if status:
-        p.add_argument("--status", choices=ops.STATUSES, help="only this status")
+        p.add_argument(
+            "--status",
+            choices=ops.STATUSES,
+            metavar="STATUS",
+            help=f"only this status: {', '.join(ops.STATUSES)}",
+        )
     p.add_argument(
-        "--since",
-        type=_when,
-        metavar="T",
-        help="received at or after T (ISO 8601, Unix seconds, or an age: 30m, 2h, 7d)",
+        "--since", type=_when, metavar="WHEN", help=f"received at or after WHEN: {_WHEN_HELP}"
     )
-    p.add_argument("--until", type=_when, metavar="T", help="received at or before T")
+    p.add_argument(
+        "--until",
+        type=_when,
+        metavar="WHEN",
+        help="received at or before WHEN (same forms as --since)",
+    )
+
+
+def _json(p: argparse.ArgumentParser, *, instead: str = "a table") -> None:
+    p.add_argument("--json", action="store_true", help=f"print JSON (for scripts), not {instead}")
+
+
+def _actor(p: argparse.ArgumentParser, doing: str) -> None:
+    p.add_argument(
+        "--actor",
+        default=None,
+        metavar="NAME",
+        help=f"who is {doing}, as recorded (default: $HOOKLEDGER_ACTOR, else user@host)",
+    )
 
 
 def add_parsers(sub: Any) -> None:
-    events = sub.add_parser("events", help="the event log")
+    events = sub.add_parser(
+        "events",
+        help="the event log: list, show, prune",
+        description="The event log: every callback received, its status and its ledger effects.",
+    )
     verbs = events.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser("list", help="list events, newest first")
+    p = verbs.add_parser(
+        "list",
+        help="list events, newest first",
+        description="List events, newest first. When there are more than --limit, the list "
+        "is cut and a note on standard error says so.",
+    )
     _filters(p, status=True)
-    p.add_argument("--limit", type=_positive, default=100, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="at most N events, 1 to 100000 (default 100)",
+    )
+    _json(p)
     p.set_defaults(ops_func=cmd_events_list)
-    p = verbs.add_parser("show", help="one event: body, headers, attempts, actions, effects")
-    p.add_argument("event_id")
-    p.add_argument("--json", action="store_true")
+    p = verbs.add_parser(
+        "show",
+        help="one event: body, headers, attempts, actions, effects",
+        description="One event: raw body, headers (secrets redacted), attempts, replays and "
+        "discards, and ledger effects.",
+    )
+    p.add_argument("event_id", metavar="EVENT_ID", help="an event id (evt_...)")
+    _json(p, instead="text")
     p.set_defaults(ops_func=cmd_events_show)
-    p = verbs.add_parser("prune", help="drop raw bodies of applied events older than N days")
-    p.add_argument("--older-than", type=_days, required=True, metavar="DAYS")
-    p.add_argument("--dry-run", action="store_true", help="count only")
+    p = verbs.add_parser(
+        "prune",
+        help="drop raw bodies of applied events older than N days",
+        description="Drop the raw bodies of applied events received more than DAYS ago; "
+        "their hashes, receipt times and ledger effects stay.",
+    )
+    p.add_argument(
+        "--older-than",
+        type=_days,
+        required=True,
+        metavar="DAYS",
+        help="received more than DAYS days ago (a number, e.g. 90 or 0.5)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count only; change nothing")
     p.set_defaults(ops_func=cmd_events_prune)
 
     _add_signal_parsers(sub)
@@ -99,63 +161,116 @@ def add_parsers(sub: Any) -> None:
 
 
 def _add_signal_parsers(sub: Any) -> None:
-    signals = sub.add_parser("signals", help="follow-up signals and their targets")
+    signals = sub.add_parser(
+        "signals",
+        help="follow-up signals and their targets: list, show, pause, resume",
+        description="Follow-up signals sent to targets, and each target's kill switch.",
+    )
     verbs = signals.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("list", help="signals, newest first, and each target's state")
     p.add_argument(
-        "--status", choices=("pending", "sending", "retrying", "delivered", "dead", "discarded")
+        "--status",
+        choices=_SIGNAL_STATUSES,
+        metavar="STATUS",
+        help=f"only this status: {', '.join(_SIGNAL_STATUSES)}",
     )
-    p.add_argument("--target")
-    p.add_argument("--limit", type=_positive, default=100)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--target", metavar="TARGET", help="only this target (a name in the config)")
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="at most N signals, 1 to 100000 (default 100)",
+    )
+    _json(p)
     p.set_defaults(ops_func=cmd_signals_list)
     p = verbs.add_parser("show", help="one signal with its delivery log (JSON)")
-    p.add_argument("signal_id", metavar="SIG_ID")
+    p.add_argument("signal_id", metavar="SIG_ID", help="a signal id (sig_N)")
     p.set_defaults(ops_func=cmd_signals_show)
-    for verb, func, text in (
-        ("pause", cmd_signals_pause, "stop sending to a target (the kill switch)"),
-        ("resume", cmd_signals_resume, "send to a target again, queueing what waited"),
+    for verb, func, text, doing in (
+        ("pause", cmd_signals_pause, "stop sending to a target (the kill switch)", "pausing"),
+        ("resume", cmd_signals_resume, "send to a target again, queueing what waited", "resuming"),
     ):
         p = verbs.add_parser(verb, help=text)
-        p.add_argument("target")
-        p.add_argument("--reason", default=None)
-        p.add_argument("--actor", default=None)
+        p.add_argument("target", metavar="TARGET", help="a target name from the config")
+        p.add_argument("--reason", default=None, metavar="TEXT", help="why, as recorded")
+        _actor(p, doing)
         p.set_defaults(ops_func=func)
 
 
 def _add_dlq_parsers(sub: Any) -> None:
-    dlq = sub.add_parser("dlq", help="dead letters (events and signals): list, replay, discard")
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters (events and signals): list, replay, discard",
+        description="Dead letters: events and signals whose retries ran out.",
+    )
     verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser("list", help="list dead events")
+    p = verbs.add_parser("list", help="list dead events and dead signals")
     _filters(p, status=False)
-    p.add_argument("--json", action="store_true")
+    _json(p)
     p.set_defaults(ops_func=cmd_dlq_list)
-    p = verbs.add_parser("replay", help="process events again (an applied one is left as is)")
-    p.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    p = verbs.add_parser(
+        "replay",
+        help="process events again (an applied one is left as is)",
+        description="Process dead events (or signals) again: name them, or give --all with "
+        "optional filters. An event already applied is left as it is.",
+    )
+    p.add_argument(
+        "event_ids",
+        nargs="*",
+        metavar="EVENT_ID",
+        help="event ids (evt_...) or signal ids (sig_N) to replay",
+    )
     p.add_argument("--all", action="store_true", help="every dead event matching the filters")
     _filters(p, status=False)
     p.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed and its ledger effects"
     )
-    p.add_argument("--reason", default=None)
-    p.add_argument(
-        "--actor", default=None, help="who is replaying (default: $HOOKLEDGER_ACTOR or user@host)"
-    )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--reason", default=None, metavar="TEXT", help="why, as recorded")
+    _actor(p, "replaying")
+    _json(p)
     p.set_defaults(ops_func=cmd_dlq_replay)
     p = verbs.add_parser("discard", help="give up on an event that is not applied")
-    p.add_argument("event_id")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--actor", default=None)
+    p.add_argument(
+        "event_id", metavar="EVENT_ID", help="an event id (evt_...) or signal id (sig_N)"
+    )
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why it is given up (required)")
+    _actor(p, "discarding")
     p.set_defaults(ops_func=cmd_dlq_discard)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and since > until:
+        print(f"hookledger: --since {iso(since)} is after --until {iso(until)}", file=sys.stderr)
+        return 2
     runtime = build_runtime(settings)
     try:
+        problem = _unknown_source(runtime, getattr(args, "source", None))
+        if problem is not None:
+            print(f"hookledger: {problem}", file=sys.stderr)
+            return 2
         return int(args.ops_func(runtime, args, sys.stdout))
     finally:
         runtime.close()
+
+
+def _known(names: Sequence[str]) -> str:
+    return ", ".join(sorted(names)) if names else "none are configured"
+
+
+def _unknown_source(runtime: Runtime, source: str | None) -> str | None:
+    """Why ``--source`` names nothing (a typo must not look like an empty log), or ``None``.
+    A source no longer configured is known while the event log holds events of it."""
+    if source is None or source in runtime.settings.sources:
+        return None
+    with Session(read_only(runtime.engine)) as session:
+        stored = session.execute(
+            select(col(InboundEvent.id)).where(col(InboundEvent.source) == source).limit(1)
+        ).first()
+    if stored is not None:
+        return None
+    return f"no source named {source!r}; known sources: {_known(list(runtime.settings.sources))}"
 
 
 def _filter(args: argparse.Namespace) -> ops.EventFilter:
@@ -189,23 +304,39 @@ def _table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
     print(f"({len(rows)} event{'s' if len(rows) != 1 else ''})", file=out)
 
 
+def _cut_note(shown: int, what: str, more: str) -> None:
+    """Say on standard error (stdout stays clean for --json and pipes) that a list was cut."""
+    print(
+        f"hookledger: showing the newest {shown} {what}; there are more. {more}",
+        file=sys.stderr,
+    )
+
+
 def cmd_events_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    limit = max(1, args.limit)
     with Session(read_only(runtime.engine)) as session:
-        rows = [
-            ops.summary(r)
-            for r in ops.list_events(session, _filter(args), limit=max(1, args.limit))
-        ]
+        rows = [ops.summary(r) for r in ops.list_events(session, _filter(args), limit=limit + 1)]
+    cut = len(rows) > limit
+    rows = rows[:limit]
     if args.json:
         out.write(dumps(rows).decode() + "\n")
     else:
         _table(rows, out)
+    if cut:
+        older = rows[-1]["received_at"][:19] + "Z"
+        _cut_note(
+            limit,
+            "events",
+            f"See more with --limit N (up to {_MAX_LIMIT}), or narrow the list with --source, "
+            f"--status, --since or --until (e.g. --until {older} for older ones).",
+        )
     return 0
 
 
 def cmd_events_show(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     try:
         with Session(read_only(runtime.engine)) as session:
-            data = ops.detail(session, args.event_id)
+            data = ops.detail(session, args.event_id, kinds.effect_counters())
     except ops.OpsError as exc:
         print(f"hookledger: {exc.message}", file=sys.stderr)
         return 1
@@ -280,7 +411,7 @@ def cmd_events_prune(runtime: Runtime, args: argparse.Namespace, out: TextIO) ->
     verb = "would prune" if args.dry_run else "pruned"
     print(
         f"{verb} the raw bodies of {total} event(s) received before "
-        f"{cutoff.isoformat()[:19]}; hashes and receipt times stay",
+        f"{iso(cutoff)}; hashes and receipt times stay",
         file=out,
     )
     return 0
@@ -291,7 +422,7 @@ def cmd_dlq_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int
     with Session(read_only(runtime.engine)) as session:
         rows = [
             {"kind": "event", **ops.summary(r)}
-            for r in ops.list_events(session, flt, limit=100_000)
+            for r in ops.list_events(session, flt, limit=_MAX_LIMIT + 1)
         ]
         dead_signals = [
             {"kind": "signal", **signal_store.summary(s)}
@@ -301,9 +432,16 @@ def cmd_dlq_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int
                 source=args.source,
                 since=args.since,
                 until=args.until,
-                limit=100_000,
+                limit=_MAX_LIMIT + 1,
             )
         ]
+    more = "Narrow the list with --source, --since or --until."
+    if len(rows) > _MAX_LIMIT:
+        rows = rows[:_MAX_LIMIT]
+        _cut_note(_MAX_LIMIT, "dead events", more)
+    if len(dead_signals) > _MAX_LIMIT:
+        dead_signals = dead_signals[:_MAX_LIMIT]
+        _cut_note(_MAX_LIMIT, "dead signals", more)
     if args.json:
         out.write(dumps(rows + dead_signals).decode() + "\n")
         return 0
@@ -329,14 +467,32 @@ def _signal_table(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
 
 
 def cmd_signals_list(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
+    targets = runtime.settings.file.targets
     with Session(read_only(runtime.engine)) as session:
+        if args.target is not None and args.target not in targets:
+            sent = signal_store.list_signals(session, target=args.target, limit=1)
+            if not sent:
+                print(
+                    f"hookledger: no target named {args.target!r}; known targets: "
+                    f"{_known(list(targets))}",
+                    file=sys.stderr,
+                )
+                return 2
         rows = [
             signal_store.summary(s)
             for s in signal_store.list_signals(
-                session, status=args.status, target=args.target, limit=args.limit
+                session, status=args.status, target=args.target, limit=args.limit + 1
             )
         ]
         states = signal_store.target_states(session)
+    cut = len(rows) > args.limit
+    rows = rows[: args.limit]
+    if cut:
+        _cut_note(
+            args.limit,
+            "signals",
+            f"See more with --limit N (up to {_MAX_LIMIT}), or narrow with --status or --target.",
+        )
     if args.json:
         out.write(dumps(rows).decode() + "\n")
         return 0
@@ -377,9 +533,13 @@ def cmd_signals_resume(runtime: Runtime, args: argparse.Namespace, out: TextIO) 
 
 
 def _switch(runtime: Runtime, args: argparse.Namespace, out: TextIO, *, paused: bool) -> int:
-    if args.target not in runtime.settings.file.targets:
-        print(f"hookledger: no target named {args.target!r}", file=sys.stderr)
-        return 1
+    targets = runtime.settings.file.targets
+    if args.target not in targets:
+        print(
+            f"hookledger: no target named {args.target!r}; known targets: {_known(list(targets))}",
+            file=sys.stderr,
+        )
+        return 2
     actor = args.actor or default_actor()
     with Session(runtime.engine) as session, session.begin():
         signal_store.set_paused(
@@ -399,8 +559,9 @@ def _switch(runtime: Runtime, args: argparse.Namespace, out: TextIO, *, paused: 
 
 def cmd_dlq_replay(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
     if args.all == bool(args.event_ids):
+        what = "not both" if args.all else "to say which events"
         print(
-            "hookledger: give EVENT_ID... or --all (with optional filters), not both",
+            f"hookledger: give EVENT_ID... or --all (with optional filters), {what}",
             file=sys.stderr,
         )
         return 2

@@ -157,11 +157,11 @@ def deliver_signal(signal_id: int) -> str:
         except net.BlockedTarget as exc:
             verdict, error = Verdict.DEAD, f"refused: {exc}"
         except (net.Unresolvable, httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            verdict, error = Verdict.RETRY, f"{type(exc).__name__}: nothing was sent ({exc})"
-        except httpx.HTTPError as exc:  # read timeout, dropped connection: it may have arrived
-            verdict, error = Verdict.UNKNOWN, f"{type(exc).__name__}: no answer"
+            verdict, error = Verdict.RETRY, f"could not connect, nothing was sent: {exc}"
+        except httpx.HTTPError:  # read timeout, dropped connection: it may have arrived
+            verdict, error = Verdict.UNKNOWN, "no answer (timed out or the connection dropped)"
         except Exception as exc:  # noqa: BLE001 - recorded and counted, so it cannot loop forever
-            verdict, error = Verdict.UNKNOWN, f"{type(exc).__name__}: {exc}"[:300]
+            verdict, error = Verdict.UNKNOWN, f"unexpected error while sending: {exc}"[:300]
         status = _settle(runtime, signal_id, plan, verdict, reply=reply, error=error)
         refused = error is not None and error.startswith("refused: ")
         metrics.SIGNAL_DELIVERIES.labels(plan.target_name, "refused" if refused else status).inc()

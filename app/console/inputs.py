@@ -81,7 +81,16 @@ class Query:
         try:
             return parse_when(raw)
         except ValueError as exc:
-            raise ConsoleError(400, f"{name}: {exc}") from exc
+            raise ConsoleError(400, f"{name} {exc}.") from exc
+
+    def window(self, start: str, end: str) -> tuple[datetime | None, datetime | None]:
+        """The times ``start`` and ``end`` (``since``, ``until``); refused when reversed."""
+        since, until = self.when(start), self.when(end)
+        if since is not None and until is not None and since > until:
+            raise ConsoleError(
+                400, f"{start} {self.text(start)} is after {end} {self.text(end)}: nothing is both."
+            )
+        return since, until
 
     def choice(self, name: str, choices: tuple[str, ...] | frozenset[str]) -> str | None:
         raw = self.text(name)

@@ -10,10 +10,19 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from app.domain.signing import hmac_sha256_hex
 
 TOLERANCE_MS = 300_000
+# Read as milliseconds, these are 1970 or after 5138; read as seconds (from 2001), microseconds
+# or nanoseconds (from 1973), they are plausible: a client sending another unit is told so,
+# not only that its timestamp is stale. Each row: unit, low, high, and value * a // b in ms.
+_WRONG_UNITS = (
+    ("seconds", 10**9, 10**11, 1000, 1),
+    ("microseconds", 10**14, 10**17, 1, 1000),
+    ("nanoseconds", 10**17, 10**20, 1, 1_000_000),
+)
 
 # Error codes of the {"code", "message", "details"} envelope.
 BAD_PARAMETER = 40001
@@ -56,6 +65,48 @@ def sign(secret: str, timestamp: str, method: str, path: str, query: str) -> str
     return hmac_sha256_hex(secret.encode(), string_to_sign(timestamp, method, path, query).encode())
 
 
+def _utc(ms: int) -> str:
+    """``2026-11-20T10:00:00Z`` for milliseconds since the epoch (or a phrase past year 9999)."""
+    try:
+        when = datetime.fromtimestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return "beyond year 9999"
+    return when.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+
+
+def _check_timestamp(stamp: str, now_ms: int) -> None:
+    """Raise ``ApiError`` (401) unless ``stamp`` is milliseconds within the tolerance of
+    ``now_ms``; the details name what is wrong (a value in seconds is named as such)."""
+    shown = stamp[:24] + ("..." if len(stamp) > 24 else "")
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 19:
+        raise ApiError(
+            401,
+            STALE_TIMESTAMP,
+            "bad timestamp",
+            f"X-API-Timestamp {shown!r} is not a number of milliseconds since the epoch "
+            f"(e.g. {now_ms})",
+        )
+    value = int(stamp)
+    for unit, low, high, times, divided_by in _WRONG_UNITS:
+        if low <= value < high:
+            ms = value * times // divided_by
+            raise ApiError(
+                401,
+                STALE_TIMESTAMP,
+                f"timestamp in {unit}",
+                f"X-API-Timestamp {stamp} looks like {unit} ({_utc(ms)}); send milliseconds "
+                f"since the epoch ({ms})",
+            )
+    if abs(now_ms - value) > TOLERANCE_MS:
+        raise ApiError(
+            401,
+            STALE_TIMESTAMP,
+            "stale timestamp",
+            f"X-API-Timestamp {stamp} is {_utc(value)}, {abs(now_ms - value) // 1000} s from "
+            f"the server's clock ({_utc(now_ms)}); it must be within {TOLERANCE_MS // 1000} s",
+        )
+
+
 def authenticate(
     keys: Sequence[ApiKey],
     headers: Mapping[str, str],
@@ -76,14 +127,7 @@ def authenticate(
             "missing credentials",
             "send X-API-Key, X-API-Timestamp and X-API-Signature",
         )
-    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 16:
-        raise ApiError(
-            401, STALE_TIMESTAMP, "bad timestamp", "X-API-Timestamp is milliseconds since the epoch"
-        )
-    if abs(now_ms - int(stamp)) > TOLERANCE_MS:
-        raise ApiError(
-            401, STALE_TIMESTAMP, "stale timestamp", "X-API-Timestamp must be within 300 s"
-        )
+    _check_timestamp(stamp, now_ms)
     found: ApiKey | None = None
     for candidate in keys:  # every key compared, in constant time each
         if hmac.compare_digest(candidate.key.encode(), presented_key.encode("utf-8", "replace")):

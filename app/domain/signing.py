@@ -40,6 +40,8 @@ def _parse_timestamp(raw: str | None, *, now: float, tolerance_s: int, header: s
         raise Unauthorized(f"missing {header} header")
     raw = raw.strip()
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        if raw.isascii() and raw.isdigit() and len(raw) == 13:  # the size of milliseconds
+            raise Unauthorized(f"{header} looks like milliseconds; it must be Unix seconds")
         raise Unauthorized(f"{header} must be Unix seconds")
     if abs(now - int(raw)) > tolerance_s:
         raise Unauthorized(f"{header} is outside the allowed {tolerance_s} s window")

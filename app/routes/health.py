@@ -33,13 +33,13 @@ async def readyz(request: Request) -> Response:
     try:
         await to_thread.run_sync(ping_db)
         checks["database"] = "ok"
-    except SQLAlchemyError as exc:
-        checks["database"] = f"error: {type(exc).__name__}"
+    except SQLAlchemyError:
+        checks["database"] = "error: the database did not answer"
     try:
         await request.app.state.aioredis.ping()
         checks["redis"] = "ok"
-    except (RedisError, OSError) as exc:
-        checks["redis"] = f"error: {type(exc).__name__}"
+    except (RedisError, OSError):
+        checks["redis"] = "error: Redis did not answer"
     ready = all(v == "ok" for v in checks.values())
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503

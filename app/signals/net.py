@@ -73,7 +73,8 @@ def resolve(host: str, port: int, *, allow_private: bool) -> str:
     except UnicodeError as exc:
         raise BlockedTarget(f"bad host name {host!r}") from exc
     except OSError as exc:  # socket.gaierror, including EAI_AGAIN: a DNS blip is retryable
-        raise Unresolvable(f"cannot resolve {host!r}: {exc}") from exc
+        reason = exc.strerror or str(exc)  # the resolver's words, without its "[Errno -2]"
+        raise Unresolvable(f"cannot resolve {host!r}: {reason}") from exc
     addrs = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     if not addrs:
         raise BlockedTarget(f"{host!r} has no address")

@@ -157,7 +157,9 @@ class LedgerWriter:
                     key = (row["account_id"], row["currency"])
                     running[key] = row["balance"] = running[key] + row["amount"]
         except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
-            raise PermanentError(f"a balance would lose precision: {type(exc).__name__}") from exc
+            raise PermanentError(
+                "a running balance would lose precision (it would need rounding, or is too large)"
+            ) from exc
         # Under the ledger lock nobody else takes posting ids: reserved now, they are higher
         # than every committed one and follow the list (= running balance) order.
         postings = table_of(LedgerPosting)

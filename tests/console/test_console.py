@@ -282,7 +282,7 @@ def test_search_by_source_status_time_and_id_with_cursor_paging(ops, runtime):
         ("/console/ledger/transactions?page=0", 400, "whole number"),
         ("/console/ledger/transactions?as_of_id=-1", 400, "as_of_id"),
         ("/console/ledger/transactions.csv?from=1.5", 400, "neither a date"),
-        ("/console/ledger/balances?as_of=2026-13-01", 400, "neither a date"),
+        ("/console/ledger/balances?as_of=2026-13-01", 400, "not a day of the calendar"),
         ("/console/ledger/balances?account=" + "9" * 65, 400, "longer than 64"),
         ("/console/nowhere", 404, "no such console page"),
     ],

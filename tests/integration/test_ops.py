@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from sqlmodel import Session, col
 from starlette.testclient import TestClient
 
+from app.kinds import verify_ledger
 from app.main import create_app
 from app.store.models import EventAction, InboundEvent, JournalEntry
-from app.store.verify import verify
 from tests.conftest import run_jobs
 from tests.support import ADMIN_TOKEN, count, event, hookledger, htx_update, post_htx
 from workers.sweeper import sweep_once
@@ -98,7 +98,7 @@ def test_poison_message_one_dead_letter_then_one_replay_applies_it_once(
     assert "replay -> already_applied by ops-test" in shown.stdout
     assert "#4" in shown.stdout and "processed" in shown.stdout
     with Session(runtime.engine) as session:
-        assert verify(session, runtime.settings.file.ledger.quote_currencies).ok
+        assert verify_ledger(session, runtime.settings.file.ledger.quote_currencies).ok
 
 
 def test_dry_run_lists_effects_and_changes_nothing(client, runtime, env, broken_orders):
@@ -118,7 +118,8 @@ def test_dry_run_lists_effects_and_changes_nothing(client, runtime, env, broken_
     assert entries(runtime) == 0
 
     none = hookledger(env, "dlq", "replay", "--all", "--source", "no-such-source")
-    assert "replayed 0 of 0" in none.stdout
+    assert none.returncode == 2  # a typo is not an empty selection
+    assert "no source named 'no-such-source'; known sources: htx-main" in none.stderr
     everything = hookledger(env, "dlq", "replay", "--all", "--json")
     assert [r["outcome"] for r in json.loads(everything.stdout)] == ["requeued", "requeued"]
     run_jobs(runtime)
@@ -343,7 +344,7 @@ def test_database_outage_outlasting_retries_makes_dead_letters_then_replay_appli
     assert {event(runtime.engine, i).status for i in ids} == {"processed"}
     assert entries(runtime) == 4
     with Session(runtime.engine) as session:
-        report = verify(session, runtime.settings.file.ledger.quote_currencies)
+        report = verify_ledger(session, runtime.settings.file.ledger.quote_currencies)
     assert report.ok, report.breaches
     assert count(runtime.engine, InboundEvent, InboundEvent.status == "dead") == 0
 
