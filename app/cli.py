@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -83,6 +81,7 @@ def _redact_url(url: str) -> str:
 
 
 def cmd_init_db(_args: argparse.Namespace) -> int:
+    import app.kinds  # noqa: F401 - every source kind's tables, on the metadata
     from app.store.db import make_engine
     from app.store.models import create_all
 
@@ -114,6 +113,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         proxy_headers=False,  # X-Forwarded-For is judged by server.trusted_proxies, not uvicorn
         access_log=False,
         log_config=None,
+        # On SIGTERM, requests under way get 5 s to finish before they are cancelled (a
+        # receipt cancelled unanswered is retried by its sender; what it stored stands), so a
+        # client stalling its body cannot hold the stop for all of server.body_timeout_s.
+        timeout_graceful_shutdown=5,
     )
     return 0
 
@@ -150,41 +153,59 @@ def cmd_worker(args: argparse.Namespace) -> int:
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # RQ gives up when Redis goes away mid-job (a restart, a failover). What the job
             # committed is in SQL; what it could not report, the sweep re-queues. Wait for
-            # Redis and work on as a new worker, instead of leaving it to a supervisor.
+            # Redis and work on as a new worker, instead of leaving it to a supervisor; but a
+            # worker told to stop stops (its last words to Redis were what failed).
             if args.burst:
                 raise
+            if worker.stop_requested:
+                log.warning("worker.stopped_without_redis", error=str(exc))
+                return 0
             log.warning("worker.redis_lost", error=str(exc))
-            _wait_for_redis(runtime.redis)
+            if not _wait_for_redis(runtime.redis):
+                return 0
 
 
-def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> None:
-    """Sleep until ``redis`` answers a PING, backing off up to ``max_delay_s``."""
+def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> bool:
+    """Wait until ``redis`` answers a PING, backing off up to ``max_delay_s``. Returns True
+    then, or False once a SIGTERM or SIGINT asks the worker to stop (after the PING under way,
+    if any: a few seconds at most with redis-py's retries against a refused connection)."""
     import structlog
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
+    from workers.runtime import stop_on_signals
+
+    log = structlog.get_logger("hookledger.worker")
     delay = 0.25
-    while True:
-        time.sleep(delay)
-        try:
-            redis.ping()
-        except (RedisConnectionError, RedisTimeoutError):
-            delay = min(delay * 2, max_delay_s)
-            continue
-        structlog.get_logger("hookledger.worker").info("worker.redis_back")
-        return
+    with stop_on_signals() as stop:
+        while not stop.wait(delay):
+            try:
+                redis.ping()
+            except (RedisConnectionError, RedisTimeoutError):
+                delay = min(delay * 2, max_delay_s)
+                continue
+            if stop.is_set():
+                break
+            log.info("worker.redis_back")
+            return True
+    log.info("worker.stopped_without_redis")
+    return False
 
 
 def cmd_sweeper(args: argparse.Namespace) -> int:
     _share_metrics()
     from app.gctune import WORKER_GEN0_THRESHOLD, settle_heap
     from app.logging import configure_logging
+    from workers.runtime import stop_on_signals
     from workers.sweeper import run_forever
 
     configure_logging()
     runtime = _install_runtime(_settings())
     settle_heap(WORKER_GEN0_THRESHOLD)
-    run_forever(runtime, interval_s=args.interval)
+    # SIGTERM or SIGINT: the sweep under way finishes, then the sweeper exits with status 0.
+    with stop_on_signals() as stop:
+        run_forever(runtime, interval_s=args.interval, stop=stop)
+    runtime.close()
     return 0
 
 
@@ -227,7 +248,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     for name in names:
         source = settings.sources.get(name)
         if source is None:
-            print(f"hookledger: no source named {name!r}", file=sys.stderr)
+            known = ", ".join(sorted(settings.sources)) or "none are configured"
+            print(f"hookledger: no source named {name!r}; known sources: {known}", file=sys.stderr)
             return 2
         print(f"# {name} ({source.kind}, auth {source.auth})")
         print(sample_curl(name, source, args.url))
@@ -235,69 +257,74 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from app.redis_embedded import resolve
-    from app.samples import sample_curl
+    from app import firstrun, supervisor
+    from app.redis_embedded import answers, resolve
 
     settings = _settings()
+    problem = supervisor.why_port_is_taken(args.host, args.port)
+    if problem:
+        print(
+            f"hookledger up: cannot listen on {args.host}:{args.port}: {problem} "
+            "(another process has it; choose another with --port)",
+            file=sys.stderr,
+        )
+        return 1
     VAR_DIR.mkdir(exist_ok=True)
     _share_metrics(wipe=True)  # every process writing there is started here
+    credentials = firstrun.ensure_credentials(settings, VAR_DIR)
     redis_url, redis_proc = resolve(settings.redis_url, VAR_DIR)
-    env = {**os.environ, "HOOKLEDGER_REDIS_URL": redis_url}
-    exe = [sys.executable, "-m", "app.cli"]
-    procs: list[subprocess.Popen[bytes]] = []
-    procs.append(subprocess.Popen([*exe, "init-db"], env=env))
-    procs[0].wait()
-    procs = [
-        subprocess.Popen([*exe, "web", "--host", args.host, "--port", str(args.port)], env=env),
-        *(subprocess.Popen([*exe, "worker"], env=env) for _ in range(args.workers)),
-        subprocess.Popen([*exe, "sweeper"], env=env),
-    ]
-    base = f"http://{args.host}:{args.port}"
-    _wait_http(f"{base}/healthz", 20)
-    print(f"\nhookledger is up: {base}  (config: {settings.config_path})")
-    print(f"  database: {_redact_url(settings.database_url)}")
-    print(f"  redis:    {redis_url}{'  (private, data in var/redis)' if redis_proc else ''}")
-    print(f"  {args.workers} worker(s) and the sweeper are running. Ctrl-C stops everything.\n")
-    print("Try a signed sample callback (run it twice: the second answer is a duplicate):\n")
-    for name, source in sorted(settings.sources.items()):
-        if source.auth != "none":
-            print(sample_curl(name, source, base))
-            print()
-            break
-    stop = False
-
-    def _stop(_sig: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    while not stop and all(p.poll() is None for p in procs):
-        time.sleep(0.5)
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    if redis_proc is not None:
-        redis_proc.terminate()
-        redis_proc.wait(timeout=15)
-    return 0
-
-
-def _wait_http(url: str, timeout_s: float) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback URL
-                return
-        except OSError:
-            time.sleep(0.2)
+    boss: supervisor.Supervisor | None = None
+    try:
+        if not answers(redis_url, timeout_s=2):
+            supervisor.fail(f"Redis does not answer at {_redact_url(redis_url)}")
+        instance = supervisor.new_instance_id()
+        env = supervisor.default_env(
+            {
+                "HOOKLEDGER_REDIS_URL": redis_url,
+                "HOOKLEDGER_INSTANCE_ID": instance,
+                **firstrun.child_environment(credentials),
+            }
+        )
+        if sys.stderr.isatty():  # children write to a pipe; their lines reach a person
+            env.setdefault("HOOKLEDGER_LOG_FORMAT", "console")
+        supervisor.run_init_db(env)
+        argv = supervisor.hookledger_argv
+        web = ["web", "--host", args.host, "--port", str(args.port)]
+        children = [
+            supervisor.Child("web", argv(*web)),
+            *(supervisor.Child(f"worker-{n}", argv("worker")) for n in range(1, args.workers + 1)),
+            supervisor.Child("sweeper", argv("sweeper")),
+        ]
+        boss = supervisor.Supervisor(children, env, sys.stderr)
+        stopping = supervisor.install_stop_handlers()
+        for child in children:
+            boss.start(child)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        base = f"http://{host}:{args.port}"
+        supervisor.wait_until_started(boss, lambda: supervisor.own_web_answers(base, instance))
+        print(
+            firstrun.welcome(
+                settings,
+                credentials,
+                base_url=base,
+                redis_url=_redact_url(redis_url),
+                private_redis=redis_proc is not None,
+                workers=args.workers,
+                database=_redact_url(settings.database_url),
+            ),
+            flush=True,
+        )
+        code = supervisor.supervise(boss, stopping)
+    except supervisor.StartFailed as exc:
+        print(f"hookledger up: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        if boss is not None:
+            boss.stop_all()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(timeout=15)
+    return code
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
@@ -318,19 +345,48 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return ops_cli.run(_settings(), args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hookledger", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("check-config", help="validate the configuration").set_defaults(
-        func=cmd_check_config
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    """``--host`` and ``--port`` of the commands that serve HTTP."""
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address to listen on (default 127.0.0.1)",
     )
-    sub.add_parser("init-db", help="create missing tables").set_defaults(func=cmd_init_db)
-    p = sub.add_parser("web", help="run the HTTP edge")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--port", type=int, default=8000, metavar="PORT", help="port to listen on (default 8000)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hookledger",
+        description="Receive exchange callbacks, keep them in a double-entry ledger, and "
+        "operate both: the HTTP edge, workers, the event log, dead letters and ledger exports.",
+        epilog="Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage. "
+        "'hookledger COMMAND --help' describes each command.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "check-config",
+        help="validate the configuration and exit",
+        description="Load the configuration ($HOOKLEDGER_CONFIG, else ./hookledger.toml, else "
+        "the demo config) and the environment, and say what is wrong or what was found.",
+    ).set_defaults(func=cmd_check_config)
+    sub.add_parser(
+        "init-db",
+        help="create missing tables",
+        description="Create the tables missing from $HOOKLEDGER_DATABASE_URL.",
+    ).set_defaults(func=cmd_init_db)
+    p = sub.add_parser("web", help="run the HTTP edge", description="Serve the HTTP edge.")
+    _listen_options(p)
+    p.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="uvicorn worker processes (default 1)"
+    )
     p.set_defaults(func=cmd_web)
-    p = sub.add_parser("worker", help="run one RQ worker")
+    p = sub.add_parser(
+        "worker", help="run one RQ worker", description="Run one worker on the events queue."
+    )
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.add_argument(
         "--fork",
@@ -338,16 +394,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each job in a forked work horse (isolates a crashing job; costs a fork per job)",
     )
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("sweeper", help="re-queue unfinished events periodically")
-    p.add_argument("--interval", type=float, default=None, help="seconds between sweeps")
+    p = sub.add_parser(
+        "sweeper",
+        help="re-queue unfinished events periodically",
+        description="Re-queue unfinished events periodically and run scheduled retries.",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between sweeps (default: processing.sweep_interval_s of the config)",
+    )
     p.set_defaults(func=cmd_sweeper)
     p = sub.add_parser(
-        "metrics", help="serve this host's worker and sweeper metrics (hosts without web)"
+        "metrics",
+        help="serve this host's worker and sweeper metrics (hosts without web)",
+        description="Serve this host's process metrics in Prometheus text format, for hosts "
+        "that run workers but no web process.",
     )
-    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a scrape target listens
-    p.add_argument("--port", type=int, default=9100)
+    p.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 - a scrape target listens
+        metavar="ADDRESS",
+        help="address to listen on (default 0.0.0.0)",
+    )
+    p.add_argument(
+        "--port", type=int, default=9100, metavar="PORT", help="port to listen on (default 9100)"
+    )
     p.set_defaults(func=cmd_metrics)
-    p = sub.add_parser("reconcile", help="re-queue unfinished events now")
+    p = sub.add_parser(
+        "reconcile",
+        help="re-queue unfinished events now",
+        description="One sweep now: re-queue stored events that never finished, and say which.",
+    )
     p.add_argument(
         "--older-than",
         type=float,
@@ -356,9 +436,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="only events last queued at least this long ago (default 0: all unfinished)",
     )
     p.set_defaults(func=cmd_reconcile)
-    p = sub.add_parser("sample", help="print a signed sample request")
-    p.add_argument("--source", default=None)
-    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p = sub.add_parser(
+        "sample",
+        help="print a signed sample request for a source",
+        description="Print a signed sample curl command per configured source.",
+    )
+    p.add_argument(
+        "--source", default=None, metavar="SOURCE", help="only this source (default: every one)"
+    )
+    p.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        metavar="URL",
+        help="where hookledger listens (default http://127.0.0.1:8000)",
+    )
     p.set_defaults(func=cmd_sample)
     from app import ledger_cli, ops_cli
 
@@ -368,15 +459,37 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["events"].set_defaults(func=cmd_ops)
     sub.choices["dlq"].set_defaults(func=cmd_ops)
     sub.choices["signals"].set_defaults(func=cmd_ops)
-    p = sub.add_parser("up", help="start web, worker and sweeper on embedded defaults")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p = sub.add_parser(
+        "up",
+        help="start web, worker and sweeper on embedded defaults",
+        description="Start the web process, workers and the sweeper on embedded defaults "
+        "(SQLite under ./var, a local or private Redis), and print how to use them.",
+    )
+    _listen_options(p)
+    p.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="worker processes (default 2)"
+    )
     p.set_defaults(func=cmd_up)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``hookledger`` command; return its exit code. Output cut short by a closed
+    pipe (``hookledger events list | head -1``) ends the command quietly, with exit code 1."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        # Python's documented recipe: whatever is still buffered for stdout goes nowhere, so
+        # the interpreter's final flush neither fails nor prints "Exception ignored".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from app.logging import configure_logging
 
     args = build_parser().parse_args(argv)

@@ -31,9 +31,9 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlmodel import Session
 
 from app.domain.errors import Unavailable
+from app.domain.payloads import ParsedEvent
 from app.domain.signing import verify_hmac_sha256, verify_standard_webhook, verify_token
-from app.domain.sources import parse_event
-from app.domain.sources.base import ParsedEvent
+from app.kinds import parse_event
 from app.settings import SourceConfig
 from app.store import events as event_store
 from app.store.dedupe import Dedupe

@@ -3,67 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
-from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sqlmodel import Session
 
+from app import kinds
+from app.exports import csv_chunks
 from app.responses import dumps
 from app.settings import Settings
 from app.store import ledger as queries
 from app.store.db import make_engine, read_only
-from app.store.verify import verify
+from app.timeparse import DAY_FORMATS, parse_day
 
 
-def parse_date(text: str, *, end_of_day: bool = False) -> int:
-    """Unix seconds from ``YYYY-MM-DD`` (UTC; the day's last second with ``end_of_day``) or
-    from Unix seconds. Raises ``argparse.ArgumentTypeError``."""
-    if text.isdigit():
-        return int(text)
+@dataclass(frozen=True, slots=True)
+class Day:
+    """A ``--from`` or ``--to`` value: the text as typed (for messages) and its Unix seconds."""
+
+    text: str
+    seconds: int
+
+
+def _day(text: str, *, end_of_day: bool) -> Day:
     try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        return Day(text.strip(), parse_day(text, end_of_day=end_of_day))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither YYYY-MM-DD nor Unix seconds"
-        ) from exc
-    return int(day.timestamp()) + (86_399 if end_of_day else 0)
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _end_of_day(text: str) -> int:
-    return parse_date(text, end_of_day=True)
+def _start_of_day(text: str) -> Day:
+    return _day(text, end_of_day=False)
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value else "0"
-    return "" if value is None else value
-
-
-def csv_chunks(
-    rows: Iterable[dict[str, Any]],
-    *,
-    on_row: Callable[[], None] | None = None,
-    chunk_rows: int = 500,
-) -> Iterator[str]:
-    """The CSV export of ``rows`` (``posting_row`` dicts): the header line, then the rows, as
-    text chunks of at most ``chunk_rows`` rows. The CLI and the web console both write this."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=queries.TRANSACTION_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for n, row in enumerate(rows, 1):
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-        if on_row is not None:
-            on_row()
-        if n % chunk_rows == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+def _end_of_day(text: str) -> Day:
+    return _day(text, end_of_day=True)
 
 
 class _Progress:
@@ -85,11 +60,13 @@ class _Progress:
 
 def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     start, end = args.from_date, args.to_date
-    if start > end:
-        print(f"hookledger: --from ({start}) is after --to ({end})", file=sys.stderr)
+    if start.seconds > end.seconds:
+        print(f"hookledger: --from {start.text} is after --to {end.text}", file=sys.stderr)
         return 2
     flt = queries.PostingFilter(
-        accounts=[args.account] if args.account else None, from_date=start, to_date=end
+        accounts=[args.account] if args.account else None,
+        from_date=start.seconds,
+        to_date=end.seconds,
     )
     progress = _Progress(sys.stderr)
     engine = make_engine(settings.database_url)
@@ -116,12 +93,12 @@ def run_verify(settings: Settings, out: TextIO) -> int:
     engine = make_engine(settings.database_url)
     try:
         with Session(read_only(engine)) as session:
-            report = verify(session, settings.file.ledger.quote_currencies)
+            report = kinds.verify_ledger(session, settings.file.ledger.quote_currencies)
     finally:
         engine.dispose()
+    counts = "".join(f", {n} {name}" for name, n in sorted(report.checked.items()) if n)
     print(
-        f"checked {report.checked_postings} postings, {report.checked_entries} entries, "
-        f"{report.checked_orders} orders",
+        f"checked {report.checked_postings} postings, {report.checked_entries} entries{counts}",
         file=out,
     )
     if report.ok:
@@ -136,16 +113,25 @@ def run_verify(settings: Settings, out: TextIO) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    ledger = sub.add_parser("ledger", help="export or verify the ledger")
+    ledger = sub.add_parser(
+        "ledger",
+        help="export or verify the ledger",
+        description="Export customer transactions, or check every ledger invariant.",
+    )
     verbs = ledger.add_subparsers(dest="ledger_command", required=True, metavar="VERB")
-    p = verbs.add_parser("export", help="write customer transactions as CSV or JSON")
+    p = verbs.add_parser(
+        "export",
+        help="write customer transactions as CSV or JSON",
+        description="Write the customer transactions of a date range (on their date, UTC), "
+        "as GET /account/v1/transactions returns them, in posting order.",
+    )
     p.add_argument(
         "--from",
         dest="from_date",
         required=True,
         metavar="DATE",
-        type=parse_date,
-        help="YYYY-MM-DD (UTC) or Unix seconds",
+        type=_start_of_day,
+        help=f"first day: {DAY_FORMATS}",
     )
     p.add_argument(
         "--to",
@@ -153,12 +139,26 @@ def add_parser(sub: Any) -> None:
         required=True,
         metavar="DATE",
         type=_end_of_day,
-        help="inclusive: YYYY-MM-DD (the whole day, UTC) or Unix seconds",
+        help="last day: a date (YYYY-MM-DD, UTC), included whole, or Unix seconds (inclusive)",
     )
-    p.add_argument("--account", default=None)
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
-    p.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+    p.add_argument(
+        "--account",
+        default=None,
+        metavar="ACCOUNT",
+        help="only this customer account (default: every one)",
+    )
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="FILE",
+        help="file to write (default: standard output)",
+    )
     p.set_defaults(ledger_func="export")
-    verbs.add_parser("verify", help="check every ledger invariant").set_defaults(
-        ledger_func="verify"
-    )
+    verbs.add_parser(
+        "verify",
+        help="check every ledger invariant; exit 1 on any breach",
+        description="Check every ledger invariant (balanced entries, running balances, "
+        "order totals); print each breach and exit 1 if there is one.",
+    ).set_defaults(ledger_func="verify")

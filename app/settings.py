@@ -32,11 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from app import kinds
 from app.domain.money import parse_decimal
 from app.domain.netaddr import IPNetwork
-from app.domain.rules import CANONICAL_EVENTS
 from app.domain.signing import decode_webhook_secret
-from app.domain.sources import KINDS
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/hookledger.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -88,8 +87,15 @@ class LedgerConfig(_Strict):
     quote_currencies: tuple[str, ...] = ("usdt", "usdc", "usd", "btc", "eth", "ht", "husd", "trx")
 
 
+def _known_kind(value: str) -> str:
+    if value not in kinds.names():
+        *others, last = (repr(k) for k in kinds.names())
+        raise ValueError(f"Input should be {', '.join(others)} or {last}")
+    return value
+
+
 class SourceConfig(_Strict):
-    kind: Literal["htx", "pingpong", "trx-energy"]
+    kind: str  # a registered source kind (app.kinds)
     account_id: str = Field(min_length=1, max_length=64)
     auth: Literal["hmac-sha256", "standard-webhooks", "token", "none"]
     secrets: tuple[str, ...] = Field(default=(), repr=False)
@@ -97,6 +103,11 @@ class SourceConfig(_Strict):
     timestamp_header: str | None = None
     tolerance_s: PositiveInt = 300
     allow_ips: tuple[IPNetwork, ...] = ()
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _known_kind(value)
 
     @model_validator(mode="after")
     def _auth_is_complete(self) -> SourceConfig:
@@ -154,7 +165,7 @@ class TargetConfig(_Strict):
 
 
 class RuleWhen(_Strict):
-    source_kind: Literal["htx", "pingpong", "trx-energy"] | None = None
+    source_kind: str | None = None
     source: str | None = None
     event: str | None = None
     symbol: str | None = None
@@ -164,11 +175,15 @@ class RuleWhen(_Strict):
     @field_validator("event")
     @classmethod
     def _known_event(cls, value: str | None) -> str | None:
-        if value is not None and value not in CANONICAL_EVENTS:
-            raise ValueError(
-                f"unknown event {value!r}; one of {', '.join(sorted(CANONICAL_EVENTS))}"
-            )
+        events = kinds.canonical_events()
+        if value is not None and value not in events:
+            raise ValueError(f"unknown event {value!r}; one of {', '.join(sorted(events))}")
         return value
+
+    @field_validator("source_kind")
+    @classmethod
+    def _known_source_kind(cls, value: str | None) -> str | None:
+        return value if value is None else _known_kind(value)
 
     @field_validator("min_amount", "max_amount", mode="before")
     @classmethod
@@ -434,4 +449,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-__all__ = ["KINDS", "ConfigError", "Settings", "SourceConfig", "load_settings", "parse_config"]
+__all__ = ["ConfigError", "Settings", "SourceConfig", "load_settings", "parse_config"]

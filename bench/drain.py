@@ -31,7 +31,8 @@ from redis import Redis
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from app.domain.sources import JSON, parse_event
+from app.domain.payloads import JSON
+from app.kinds import parse_event
 from app.settings import load_settings
 from app.store.db import make_engine
 from app.store.events import new_event_id

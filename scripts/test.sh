@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs hookledger's whole test suite (SQLite and PostgreSQL, real Redis) and its gates.
-# Creates ./.venv with the project and its dev tools on first use. Usage: ./scripts/test.sh [pytest args]
-# (with arguments, one pytest run with exactly those; without, the whole suite as below)
+# Creates ./.venv with the project and its dev tools on first use.
+# Usage: ./scripts/test.sh            the gates, then the whole suite as below
+#        ./scripts/test.sh --fast     the gates and the unit tests only (no services needed)
+#        ./scripts/test.sh ARGS...    the gates, then one pytest run with exactly ARGS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2, xdist, mkdocs, material" 2>/dev/null \
+if ! .venv/bin/python -c "import app, workers, pytest, hypothesis, standardwebhooks, httpx2, xdist, mkdocs, material, importlinter" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[dev]'
@@ -19,8 +21,15 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy (strict: app/, workers/)"
 .venv/bin/mypy
+echo "== import-linter (the layers; contracts in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 echo "== mkdocs build --strict (a broken link or anchor fails)"
 NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+if [ "${1:-}" = "--fast" ]; then
+  echo "== pytest tests/unit"
+  .venv/bin/pytest -q tests/unit -p no:randomly
+  exit
+fi
 if [ $# -gt 0 ]; then
   echo "== pytest $*"
   .venv/bin/pytest "$@"

@@ -24,15 +24,15 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session
 
 from app import metrics
-from app.domain.errors import HookError, PermanentError
+from app.domain.errors import HookError, PermanentError, ProcessingError
 from app.domain.money import exact
-from app.domain.sources import parse_event
-from app.domain.sources.base import ParsedEvent
+from app.domain.payloads import ParsedEvent
+from app.kinds import parse_event
 from app.store import events as event_store
 from app.store.journal import flush_ledger, ledger_writer
 from app.store.models import InboundEvent
 from app.store.queue import is_batch
-from workers.apply import Context, aggregate_of, apply_event, lock_aggregates
+from workers.apply import ApplyContext, aggregate_of, apply_event, lock_aggregates
 from workers.outbox import write_signals
 from workers.runtime import Runtime, get_runtime
 
@@ -231,7 +231,7 @@ def _apply_once(runtime: Runtime, event_id: str, started: datetime) -> str:
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     parsed: ParsedEvent
-    ctx: Context
+    ctx: ApplyContext
     signal_account: str
 
 
@@ -244,12 +244,12 @@ def _prepare(runtime: Runtime, row: InboundEvent) -> _Prepared:
         parsed = parse_event(row.source_kind, row.body, row.content_type)
     except HookError as exc:
         raise PermanentError(f"stored body no longer parses: {exc.message}") from exc
-    ctx = Context(
-        account_id=source.account_id,
+    ctx = ApplyContext(
+        account_id=parsed.account_id or source.account_id,
         quote_currencies=runtime.settings.file.ledger.quote_currencies,
         now=utcnow(),
     )
-    return _Prepared(parsed, ctx, parsed.account_id or source.account_id)
+    return _Prepared(parsed, ctx, ctx.account_id)
 
 
 def _apply_effects(
@@ -265,7 +265,9 @@ def _apply_effects(
         with exact():  # any rounding of an amount raises instead of posting it
             status = apply_event(session, row, parsed, ctx)
     except (Inexact, InvalidOperation, Overflow, Underflow) as exc:
-        raise PermanentError(f"an amount would lose precision: {type(exc).__name__}") from exc
+        raise PermanentError(
+            "an amount would lose precision (it would need rounding, or is too large)"
+        ) from exc
     if status == "processed":
         with exact():
             created = write_signals(
@@ -377,10 +379,15 @@ def mark_dead_after_outage(
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-line error for ops: the driver's message for database errors, never SQL params."""
+    """A one-line error for ops, in words: the driver's message for database errors (never SQL
+    parameters), hookledger's own message for its errors. Class names go to the log only."""
     inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
-    return f"{type(inner).__name__}: {text}"[:1000]
+    if isinstance(exc, DBAPIError):
+        return f"database error: {text or 'no message'}"[:1000]
+    if isinstance(exc, (ProcessingError, HookError)) and text:
+        return text[:1000]
+    return f"unexpected error: {text or 'no message'} (its kind is in the worker log)"[:1000]
 
 
 def record_failure(
@@ -423,5 +430,11 @@ def _count_failure(
         session, row, started=started, finished=now, outcome=row.status, error=error
     )
     session.add(row)
-    log.warning("event.failed", status=row.status, error=error, permanent=permanent)
+    log.warning(
+        "event.failed",
+        status=row.status,
+        error=error,
+        error_type=type(exc).__name__,
+        permanent=permanent,
+    )
     return row.status

@@ -5,17 +5,14 @@ once per event however often the event is redelivered or replayed."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 from sqlmodel import Session
 
+from app import kinds
+from app.domain.payloads import ParsedEvent
 from app.domain.rules import Facts, matches
-from app.domain.sources.base import ParsedEvent
-from app.domain.sources.htx import HtxOrder
-from app.domain.sources.pingpong import ContractEvent
-from app.domain.sources.trx_energy import Deposit as DepositPush
 from app.responses import dumps
 from app.settings import RuleConfig, Settings
 from app.store.db import insert_ignore
@@ -23,16 +20,9 @@ from app.store.models import InboundEvent, Signal, table_of
 
 
 def facts_of(row: InboundEvent, parsed: ParsedEvent) -> Facts:
-    """The fields rules match on; ``amount`` is the event's own amount (see RuleWhen)."""
-    amount: Decimal | None = None
-    p = parsed.payload
-    if isinstance(p, HtxOrder):
-        amount = p.filled_amount
-    elif isinstance(p, ContractEvent) and p.payload is not None:
-        amount = p.payload.sell_amount
-    elif isinstance(p, DepositPush):
-        amount = Decimal(p.amount).scaleb(-6)
+    """The fields rules match on; ``amount`` is the event's own amount, as its kind says."""
     assert parsed.event is not None
+    amount = kinds.get(parsed.kind).rule_amount(parsed)
     return Facts(row.source_kind, row.source, parsed.event, parsed.symbol, amount)
 
 

@@ -19,14 +19,14 @@ from sqlmodel import Session, col
 
 from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
-from app.domain.sources import parse_event
+from app.kinds import parse_event
 from app.store import events as event_store
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.journal import flush_ledger
 from app.store.models import InboundEvent, LedgerPosting, Signal
-from workers.apply import Context, apply_event
+from workers.apply import ApplyContext, apply_event
 from workers.jobs import utcnow
 from workers.runtime import Runtime
 
@@ -149,8 +149,8 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
             return Outcome(event_id, "error", f"source {row.source!r} is no longer configured")
         try:
             parsed = parse_event(row.source_kind, row.body, row.content_type)
-            ctx = Context(
-                account_id=source.account_id,
+            ctx = ApplyContext(
+                account_id=parsed.account_id or source.account_id,
                 quote_currencies=runtime.settings.file.ledger.quote_currencies,
                 now=utcnow(),
             )
@@ -158,8 +158,15 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
                 status = apply_event(session, row, parsed, ctx)
             flush_ledger(session, ctx.now)
             session.flush()
-        except (HookError, PermanentError, ArithmeticError) as exc:
+        except (HookError, PermanentError) as exc:
             return Outcome(event_id, "error", f"would fail: {exc}")
+        except ArithmeticError:  # its text is a list of decimal signal classes: say it in words
+            return Outcome(
+                event_id,
+                "error",
+                "would fail: an amount would lose precision (it would need rounding, or is too "
+                "large)",
+            )
         postings = session.execute(
             select(LedgerPosting)
             .where(col(LedgerPosting.event_id) == event_id)

@@ -1,12 +1,11 @@
 """Ledger pages for accountants: customer transactions with filters and a CSV download, and
 balances by account and currency. Amounts are ``Decimal`` from the database to the page, shown
-as their exact text; the CSV is written by ``app.ledger_cli.csv_chunks``, the same code as
+as their exact text; the CSV is written by ``app.exports.csv_chunks``, the same code as
 ``hookledger ledger export``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,50 +19,46 @@ from starlette.responses import Response, StreamingResponse
 from app.console.inputs import ConsoleError, Query
 from app.console.web import Visit
 from app.domain.money import exact
-from app.ledger_cli import csv_chunks, parse_date
-from app.routes.ledger import BUSINESS_TYPES, MAX_ROW_ID
+from app.exports import csv_chunks
+from app.routes.ledger import MAX_ROW_ID, business_types
 from app.store import ledger as queries
 from app.store.db import read_only
 from app.store.models import AccountBalance
+from app.timeparse import parse_day
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000
-MAX_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z: no posting is later, no column overflows
 FILTERS = {"account", "business_type", "io_type", "from", "to"}
 TX_PARAMS = FILTERS | {"page", "page_size", "as_of_id"}
 
 
-def _date(q: Query, name: str, *, end_of_day: bool) -> int | None:
+def _date(q: Query, name: str, *, end_of_day: bool) -> tuple[str, int] | None:
+    """The date filter ``name`` as typed and as Unix seconds, or ``None`` when not given."""
     raw = q.text(name, max_len=20)
     if raw is None:
         return None
     try:
-        value = parse_date(raw, end_of_day=end_of_day)
-    except (argparse.ArgumentTypeError, ValueError):
-        raise ConsoleError(
-            400, f"{name} {raw!r} is neither a date (YYYY-MM-DD, UTC) nor Unix seconds."
-        ) from None
-    if not 0 <= value <= MAX_DATE:
-        raise ConsoleError(400, f"{name} {raw!r} is out of range.")
-    return value
+        return raw, parse_day(raw, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise ConsoleError(400, f"{name} {exc}.") from None
 
 
 def posting_filter(q: Query) -> queries.PostingFilter:
     """The transactions filter of the page's query. Raises ``ConsoleError`` (400)."""
     account = q.text("account", max_len=64)
-    business_type = q.choice("business_type", BUSINESS_TYPES)
+    business_type = q.choice("business_type", business_types())
     io_type = q.choice("io_type", ("in", "out"))
     start = _date(q, "from", end_of_day=False)
     end = _date(q, "to", end_of_day=True)
-    if start is not None and end is not None and start > end:
-        raise ConsoleError(400, f"from ({start}) is after to ({end}).")
+    if start is not None and end is not None and start[1] > end[1]:
+        raise ConsoleError(400, f"from {start[0]} is after to {end[0]}.")
     return queries.PostingFilter(
         accounts=[account] if account else None,
         business_types=[business_type] if business_type else None,
         io_type=io_type,
-        from_date=start,
-        to_date=end,
+        from_date=start[1] if start else None,
+        to_date=end[1] if end else None,
     )
 
 
@@ -95,7 +90,7 @@ async def transactions(visit: Visit) -> Response:
         {
             **found,
             "filters": filters,
-            "business_types": sorted(BUSINESS_TYPES),
+            "business_types": sorted(business_types()),
             "page": page,
             "pages": pages,
             "prev_query": {**paging, "page": page - 1} if page > 1 else None,
@@ -128,7 +123,8 @@ async def transactions_csv(visit: Visit) -> Response:
 async def balances(visit: Visit) -> Response:
     q = Query(visit.request, {"account", "as_of"})
     account = q.text("account", max_len=64)
-    as_of = _date(q, "as_of", end_of_day=True)
+    as_of_day = _date(q, "as_of", end_of_day=True)
+    as_of = as_of_day[1] if as_of_day else None
 
     def query(session: Session) -> dict[str, Any]:
         customer = queries.balances_as_of(session, [account] if account else None, as_of)
@@ -151,5 +147,10 @@ async def balances(visit: Visit) -> Response:
     found = await visit.read(query)
     return visit.render(
         "balances.html",
-        {**found, "filters": q.raw(), "as_of": as_of},
+        {
+            **found,
+            "filters": q.raw(),
+            "as_of": as_of,
+            "as_of_text": as_of_day[0] if as_of_day else None,
+        },
     )

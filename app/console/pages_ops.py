@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.responses import Response
 
+from app import kinds
 from app.console.inputs import ConsoleError, Query
 from app.console.web import Visit
 from app.store import events as event_store
@@ -88,11 +89,10 @@ async def events(visit: Visit) -> Response:
                 400, f"{wanted!r} is not an event id (evt_...) or signal id (sig_N)."
             )
         return visit.redirect(visit.path("console:event", event_id=wanted))
+    since, until = q.window("since", "until")
+    source = q.text("source", max_len=64)
     flt = ops.EventFilter(
-        source=q.text("source", max_len=64),
-        status=q.choice("status", ops.STATUSES),
-        since=q.when("since"),
-        until=q.when("until"),
+        source=source, status=q.choice("status", ops.STATUSES), since=since, until=until
     )
     limit = q.integer("limit", PAGE_SIZE, low=1, high=MAX_LIMIT)
     cursor = _cursor(q)
@@ -103,13 +103,15 @@ async def events(visit: Visit) -> Response:
     rows = await visit.read(query)
     filters = {k: v for k, v in q.raw().items() if k != "cursor"}
     next_cursor = rows[-1]["event_id"] if len(rows) == limit else None
+    sources = sorted(visit.console.settings.sources)
     return visit.render(
         "events.html",
         {
             "rows": rows,
             "filters": filters,
             "statuses": ops.STATUSES,
-            "sources": sorted(visit.console.settings.sources),
+            "sources": sources,
+            "unknown_source": source if source and source not in sources and not rows else None,
             "next_query": {**filters, "cursor": next_cursor} if next_cursor else None,
             "first_query": filters if cursor else None,
         },
@@ -123,7 +125,7 @@ async def event(visit: Visit) -> Response:
         return await _signal(visit, event_id, signal_id)
 
     def query(session: Session) -> dict[str, Any]:
-        data = ops.detail(session, event_id)
+        data = ops.detail(session, event_id, kinds.effect_counters())
         data["signals"] = [
             signal_store.summary(s)
             for s in session.execute(
@@ -171,7 +173,7 @@ DEAD_PARAMS = {"source", "since", "until", "limit", "cursor"}
 async def dead_letters(visit: Visit) -> Response:
     q = Query(visit.request, DEAD_PARAMS)
     source = q.text("source", max_len=64)
-    since, until = q.when("since"), q.when("until")
+    since, until = q.window("since", "until")
     limit = q.integer("limit", PAGE_SIZE, low=1, high=MAX_LIMIT)
     cursor = _cursor(q)
     flt = ops.EventFilter(source=source, status="dead", since=since, until=until)

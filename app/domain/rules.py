@@ -6,17 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from app.domain.sources import htx, pingpong, trx_energy
-
-CANONICAL_EVENTS = frozenset(
-    [
-        *htx.CANONICAL.values(),
-        *pingpong.CANONICAL.values(),
-        *trx_energy.ORDER_STATUS.values(),
-        "deposit.received",
-    ]
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Facts:

@@ -1,7 +1,10 @@
 """The admin API under ``/admin``: the event log, replay and discard, for ops tooling.
 
 ``Authorization: Bearer $HOOKLEDGER_ADMIN_TOKEN``, compared in constant time; without a
-configured token every call is refused (401). Errors are ``{"error", "message"}``.
+configured token every call is refused (401). Wrong tokens are counted per client address
+(``app.throttle``, shared with the console login): past ``server.auth_failure_limit`` the
+address gets 429 with ``Retry-After`` until its window ends, and while Redis does not answer
+every call gets 503. Errors are ``{"error", "message"}``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import kinds, metrics
 from app.responses import json_response
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.models import Signal
-from app.timeparse import parse_when
+from app.throttle import ThrottleUnavailable, throttle_for
+from app.timeparse import WHEN_FORMATS, parse_when
 from workers import replay as service
 from workers.runtime import Runtime
 
@@ -44,12 +49,15 @@ _MAX_BODY = 16_384
 
 
 class AdminError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
-def _authorize(request: Request) -> str:
+async def _authorize(request: Request) -> str:
     token: str | None = request.app.state.settings.admin_token
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
@@ -57,10 +65,27 @@ def _authorize(request: Request) -> str:
         raise AdminError(
             401, "unauthorized", "the admin API is disabled: HOOKLEDGER_ADMIN_TOKEN is not set"
         )
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode("utf-8", "replace"), token.encode()
-    ):
-        raise AdminError(401, "unauthorized", "missing or wrong bearer token")
+    throttle = throttle_for(request)
+    try:
+        wait = await throttle.retry_after()
+        if wait is not None:
+            metrics.child(metrics.AUTH_THROTTLED, "admin").inc()
+            raise AdminError(
+                429,
+                "too_many_requests",
+                f"too many wrong tokens from this address; try again in {wait} s",
+                {"retry-after": str(wait)},
+            )
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode("utf-8", "replace"), token.encode()
+        ):
+            if header.strip():  # a credential was offered: a guess (nothing at all is none)
+                await throttle.failed()
+            raise AdminError(401, "unauthorized", "missing or wrong bearer token")
+    except ThrottleUnavailable as exc:
+        raise AdminError(
+            503, "unavailable", "Redis is unavailable, so no token is checked; try again shortly"
+        ) from exc
     actor = request.headers.get("x-actor", "").strip()[:64]
     return f"admin-api:{actor}" if actor else "admin-api"
 
@@ -70,11 +95,12 @@ def admin(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            actor = _authorize(request)
+            actor = await _authorize(request)
             _refuse_nul(request.query_params.multi_items(), "parameter")
             return json_response(await handler(request, request.app.state.runtime, actor))
         except AdminError as exc:
-            return json_response({"error": exc.code, "message": exc.message}, exc.status)
+            body = {"error": exc.code, "message": exc.message}
+            return json_response(body, exc.status, headers=exc.headers)
         except ops.OpsError as exc:
             code = {404: "not_found", 409: "conflict"}.get(exc.status, "bad_request")
             return json_response({"error": code, "message": exc.message}, exc.status)
@@ -86,13 +112,11 @@ def _when(raw: object, name: str) -> Any:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
-        raise AdminError(
-            400, "bad_request", f"{name} must be a string (ISO 8601, Unix seconds, 2h)"
-        )
+        raise AdminError(400, "bad_request", f"{name} must be a string: {WHEN_FORMATS}")
     try:
         return parse_when(raw)
     except ValueError as exc:
-        raise AdminError(400, "bad_request", f"{name}: {exc}") from exc
+        raise AdminError(400, "bad_request", f"{name} {exc}") from exc
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -161,7 +185,7 @@ async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[st
     def query() -> dict[str, Any]:
         with Session(read_only(runtime.engine)) as session:
             if signal_id is None:
-                return ops.detail(session, event_id)
+                return ops.detail(session, event_id, kinds.effect_counters())
             sig = session.get(Signal, signal_id)
             if sig is None:
                 raise ops.OpsError(404, f"no signal {event_id}")

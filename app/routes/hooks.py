@@ -17,8 +17,8 @@ from starlette.responses import Response
 from app import metrics
 from app.domain.errors import BadRequest, Forbidden, HookError, TooLarge, UnknownSource
 from app.domain.netaddr import client_address, in_networks
-from app.domain.sources import check_media_type
 from app.ingest import Ingestor, authenticate
+from app.kinds import accepted_media_type
 from app.responses import json_response
 from app.settings import Settings
 
@@ -70,7 +70,7 @@ async def receive_hook(request: Request) -> Response:
             raise Forbidden(f"client address {client} is not allowed for source {name!r}")
         if token is not None and source.auth != "token":
             raise UnknownSource(f"source {name!r} does not take a token in the path")
-        media = check_media_type(source.kind, request.headers.get("content-type"))
+        media = accepted_media_type(source.kind, request.headers.get("content-type"))
         body = await read_body(request, settings.server.max_body_bytes)
         now = time.time()
         authenticate(source, body, request.headers, token, now)

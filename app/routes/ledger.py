@@ -10,24 +10,35 @@ from typing import Any, TypeVar
 
 from anyio import to_thread
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
+from app import kinds
 from app.domain import apikeys
 from app.domain.apikeys import ApiError, ApiKey
+from app.kinds.base import Listing
 from app.responses import json_response
 from app.store import ledger as queries
 from app.store.db import read_only
-from app.store.models import Contract, Deposit, Order
+from app.timeparse import iso_seconds, parse_day, unix_seconds
 
-BUSINESS_TYPES = frozenset(
-    {"hk_stock", "us_stock", "other", "crypto_spot", "fx_contract", "deposit"}
-)
+# business_type values the published transactions API defines besides the source kinds' own
+# (crypto_spot, fx_contract, deposit, ...): accepted as filters, never posted here.
+GENERAL_BUSINESS_TYPES = frozenset({"hk_stock", "us_stock", "other"})
+
+
+def business_types() -> frozenset[str]:
+    """Every ``business_type`` a filter may name."""
+    return GENERAL_BUSINESS_TYPES.union(*(kind.business_types for kind in kinds.every()))
+
+
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000
 MAX_ROW_ID = 2**31 - 1  # postings.id is an INTEGER column: PostgreSQL refuses to compare more
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 T = TypeVar("T")
 
 
@@ -61,6 +72,30 @@ class Params:
             limit = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise _bad(f"{name} must be {limit}")
         return value
+
+    def seconds(self, name: str, *, end_of_day: bool = False) -> int | None:
+        """A Unix time in seconds (``from_date``, ``to_date``, ``as_of``). A date, a value the
+        size of milliseconds or out of range is refused with a message that says what to send.
+        ``end_of_day`` says which second of a date the message suggests."""
+        raw = self._q.get(name)
+        if raw is None or raw == "":
+            return None
+        if raw.isascii() and raw.isdigit():
+            try:
+                return unix_seconds(raw, dates=False)
+            except ValueError as exc:
+                raise _bad(f"{name} {exc}") from None
+        if _DAY.fullmatch(raw):
+            try:
+                value = parse_day(raw, end_of_day=end_of_day)
+            except ValueError as exc:
+                raise _bad(f"{name} {exc}") from None
+            raise _bad(
+                f"{name} takes Unix seconds, not a date: for {raw} send {value} "
+                f"({iso_seconds(value)})"
+            )
+        shown = raw[:40] + ("..." if len(raw) > 40 else "")
+        raise _bad(f"{name} {shown!r} is not Unix seconds (e.g. 1704067200 is 2024-01-01)")
 
     def text(self, name: str) -> str | None:
         raw = self._q.get(name)
@@ -111,7 +146,12 @@ async def _read(request: Request, fn: Callable[[Session], T]) -> T:
     try:
         return await to_thread.run_sync(run)
     except (OperationalError, InterfaceError) as exc:
-        raise ApiError(503, apikeys.UNAVAILABLE, "ledger unavailable", type(exc).__name__) from exc
+        raise ApiError(
+            503,
+            apikeys.UNAVAILABLE,
+            "ledger unavailable",
+            "the ledger database did not answer; try again shortly",
+        ) from exc
 
 
 def _ok(data: Any) -> Response:
@@ -153,16 +193,21 @@ async def transactions(request: Request, key: ApiKey) -> dict[str, Any]:
         raw = params.text(name)
         if raw:
             types += [t.strip() for t in raw.split(",") if t.strip()]
-    unknown = sorted(set(types) - BUSINESS_TYPES)
+    known_types = business_types()
+    unknown = sorted(set(types) - known_types)
     if unknown:
-        known = ", ".join(sorted(BUSINESS_TYPES))
+        known = ", ".join(sorted(known_types))
         raise _bad(f"unknown business_type {', '.join(unknown)}; use one of {known}")
     io_type = params.text("io_type")
     if io_type not in (None, "in", "out"):
         raise _bad("io_type must be 'in' or 'out'")
-    from_date, to_date = params.integer("from_date"), params.integer("to_date")
+    from_date = params.seconds("from_date")
+    to_date = params.seconds("to_date", end_of_day=True)
     if from_date is not None and to_date is not None and from_date > to_date:
-        raise _bad(f"from_date ({from_date}) is after to_date ({to_date})")
+        raise _bad(
+            f"from_date {from_date} ({iso_seconds(from_date)}) is after "
+            f"to_date {to_date} ({iso_seconds(to_date)})"
+        )
     accounts = _accounts(key, params.text("account_id"))
     as_of_id = params.integer("as_of_id", high=MAX_ROW_ID)
 
@@ -192,7 +237,7 @@ async def transactions(request: Request, key: ApiKey) -> dict[str, Any]:
 async def balances(request: Request, key: ApiKey) -> dict[str, Any]:
     params = Params(request, {"account_id", "as_of"})
     accounts = _accounts(key, params.text("account_id"))
-    as_of = params.integer("as_of")
+    as_of = params.seconds("as_of", end_of_day=True)
 
     def query(session: Session) -> dict[str, Any]:
         rows = queries.balances_as_of(session, accounts, as_of)
@@ -213,132 +258,70 @@ async def balances(request: Request, key: ApiKey) -> dict[str, Any]:
     return await _read(request, query)
 
 
-def _listing(
-    model: Any, name: str, to_dict: Callable[[Any], dict[str, Any]]
-) -> Callable[[Request], Any]:
+def _listing(listing: Listing) -> Callable[[Request], Any]:
+    """``GET /account/v1/{listing.name}``: a page of the listing's rows of the key's accounts."""
+
     @api
-    async def listing(request: Request, key: ApiKey) -> dict[str, Any]:
+    async def endpoint(request: Request, key: ApiKey) -> dict[str, Any]:
         params = Params(request, {"account_id", "page", "page_size"})
         page, page_size = params.paging()
         accounts = _accounts(key, params.text("account_id"))
 
         def query(session: Session) -> dict[str, Any]:
             total, rows = queries.page_of(
-                session, model, accounts=accounts, page=page, page_size=page_size
+                session, listing.model, accounts=accounts, page=page, page_size=page_size
             )
             return {
                 "total_records": total,
                 "page": page,
                 "page_size": page_size,
-                name: [to_dict(r) for r in rows],
+                listing.name: [listing.row(r) for r in rows],
             }
 
         return await _read(request, query)
 
-    return listing
+    return endpoint
 
 
-def _order_dict(o: Order) -> dict[str, Any]:
-    return {
-        "source": o.source,
-        "order_id": o.order_id,
-        "account_id": o.account_id,
-        "client_order_id": o.client_order_id,
-        "symbol": o.symbol,
-        "side": o.side,
-        "type": o.order_type,
-        "amount": o.amount,
-        "price": o.price,
-        "state": o.state,
-        "filled_amount": o.filled_amount,
-        "filled_cash_amount": o.filled_cash_amount,
-        "filled_fees": o.filled_fees,
-        "created_at": o.created_at_ms,
-        "err_code": o.err_code,
-        "err_msg": o.err_msg,
-        "last_event_id": o.last_event_id,
-    }
+def _detail(listing: Listing) -> Callable[[Request], Any]:
+    """``GET /account/v1/{listing.name}/{source}/{ident}``: one aggregate's full record."""
+    assert listing.detail is not None
+    detail = listing.detail
+
+    @api
+    async def endpoint(request: Request, key: ApiKey) -> dict[str, Any]:
+        Params(request, set())
+        source = request.path_params["source"]
+        ident = request.path_params[listing.detail_param]
+
+        def query(session: Session) -> dict[str, Any] | None:
+            found = detail(session, source, ident)
+            if found is None or not key.may_read(found[0]):
+                return None
+            return found[1]
+
+        record = await _read(request, query)
+        if record is None:
+            # Not found and not allowed look the same: a key learns nothing of other accounts.
+            raise ApiError(
+                404,
+                apikeys.NOT_FOUND,
+                f"{listing.singular} not found",
+                f"no {listing.singular} {ident} of {source} for this key",
+            )
+        return record
+
+    return endpoint
 
 
-def _contract_dict(c: Contract) -> dict[str, Any]:
-    return {
-        "source": c.source,
-        "position_id": c.position_id,
-        "account_id": c.account_id,
-        "parent_position_id": c.parent_position_id,
-        "root_position_id": c.root_position_id,
-        "c_order_id": c.c_order_id,
-        "status": c.status,
-        "buy_currency": c.buy_currency,
-        "buy_amount": c.buy_amount,
-        "sell_currency": c.sell_currency,
-        "sell_amount": c.sell_amount,
-        "price": c.price,
-        "value_date": c.value_date,
-        "violate_money": c.violate_money,
-        "violate_currency": c.violate_currency,
-        "last_event_id": c.last_event_id,
-    }
-
-
-def _deposit_dict(d: Deposit) -> dict[str, Any]:
-    return {
-        "source": d.source,
-        "tx_hash": d.tx_hash,
-        "account_id": d.account_id,
-        "address": d.address,
-        "from_address": d.from_address,
-        "amount_sun": d.amount_sun,
-        "amount": d.amount_trx,
-        "currency": "TRX",
-        "created_at": d.created_at_text,
-        "event_id": d.event_id,
-    }
-
-
-orders = _listing(Order, "orders", _order_dict)
-contracts = _listing(Contract, "contracts", _contract_dict)
-deposits = _listing(Deposit, "deposits", _deposit_dict)
-
-
-@api
-async def order_detail(request: Request, key: ApiKey) -> dict[str, Any]:
-    Params(request, set())
-    source, order_id = request.path_params["source"], request.path_params["order_id"]
-
-    def query(session: Session) -> dict[str, Any] | None:
-        if "\x00" in source + order_id:  # no stored id holds NUL; PostgreSQL refuses to look
-            return None
-        order = session.exec(
-            select(Order).where(col(Order.source) == source, col(Order.order_id) == order_id)
-        ).first()
-        if order is None or not key.may_read(order.account_id):
-            return None
-        history = queries.order_history(session, order)
-        postings = queries.postings_of_events(session, [h["event_id"] for h in history])
-        return {
-            **_order_dict(order),
-            "events": history,
-            "trades": [
-                {
-                    "trade_id": t.trade_id,
-                    "price": t.price,
-                    "amount": t.amount,
-                    "time": t.trade_time_ms,
-                    "event_id": t.event_id,
-                }
-                for t in queries.order_trades(session, order)
-            ],
-            "transactions": [queries.posting_row(p) for p in postings],
-        }
-
-    found = await _read(request, query)
-    if found is None:
-        # Not found and not allowed look the same: a key learns nothing of other accounts.
-        raise ApiError(
-            404,
-            apikeys.NOT_FOUND,
-            "order not found",
-            f"no order {order_id} of {source} for this key",
-        )
-    return found
+def listing_routes() -> list[Route]:
+    """The accountants' API routes of every source kind's listings."""
+    routes = []
+    for kind in kinds.every():
+        for listing in kind.listings:
+            base = f"/account/v1/{listing.name}"
+            routes.append(Route(base, _listing(listing), methods=["GET"]))
+            if listing.detail is not None:
+                path = f"{base}/{{source}}/{{{listing.detail_param}}}"
+                routes.append(Route(path, _detail(listing), methods=["GET"]))
+    return routes

@@ -8,19 +8,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session, col
 
 from app.domain.money import exact
-from app.store.models import (
-    Contract,
-    Deposit,
-    InboundEvent,
-    LedgerPosting,
-    Order,
-    OrderEvent,
-    Trade,
-)
+from app.store.models import LedgerPosting
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,41 +145,6 @@ def page_of(
     return int(total), list(rows)
 
 
-def order_history(session: Session, order: Order) -> list[dict[str, Any]]:
-    """Each event applied to ``order``: what it added and where it came from (provenance)."""
-    rows = session.execute(
-        select(OrderEvent, InboundEvent)
-        .join(InboundEvent, and_(col(InboundEvent.id) == col(OrderEvent.event_id)))
-        .where(col(OrderEvent.order_pk) == order.id)
-        .order_by(col(OrderEvent.id))
-    ).all()
-    history = []
-    for applied, inbound in rows:
-        history.append(
-            {
-                "event_id": inbound.id,
-                "event": inbound.event_type,
-                "state": applied.state,
-                "added_filled_amount": applied.delta_filled_amount,
-                "added_filled_cash_amount": applied.delta_filled_cash_amount,
-                "added_filled_fees": applied.delta_filled_fees,
-                "received_at": int(inbound.received_at.timestamp()),
-                "applied_at": int(applied.applied_at.timestamp()),
-                "body_sha256": inbound.body_sha256,
-                "source": inbound.source,
-            }
-        )
-    return history
-
-
-def order_trades(session: Session, order: Order) -> list[Trade]:
-    return list(
-        session.execute(
-            select(Trade).where(col(Trade.order_pk) == order.id).order_by(col(Trade.id))
-        ).scalars()
-    )
-
-
 def postings_of_events(session: Session, event_ids: Sequence[str]) -> list[LedgerPosting]:
     if not event_ids:
         return []
@@ -204,12 +161,9 @@ def postings_of_events(session: Session, event_ids: Sequence[str]) -> list[Ledge
 
 
 __all__ = [
-    "Contract",
-    "Deposit",
     "PostingFilter",
     "balances_as_of",
     "iter_postings",
-    "order_history",
     "page_of",
     "page_of_postings",
 ]

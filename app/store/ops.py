@@ -9,7 +9,7 @@ Discard is for events that are not applied. Every replay and discard is recorded
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,14 +20,11 @@ from sqlmodel import Session, col
 
 from app.store import events as event_store
 from app.store.models import (
-    ContractEventRow,
-    Deposit,
     EventAction,
     EventAttempt,
     InboundEvent,
     JournalEntry,
     LedgerPosting,
-    OrderEvent,
 )
 
 STATUSES = ("received", "processed", "unhandled", "retrying", "dead", "discarded")
@@ -102,8 +99,14 @@ def _body(row: InboundEvent) -> dict[str, Any]:
         return {"base64": base64.b64encode(row.body).decode(), "sha256": row.body_sha256}
 
 
-def detail(session: Session, event_id: str) -> dict[str, Any]:
-    """Everything about one event: raw body, redacted headers, attempts, actions, effects."""
+EffectCounter = Callable[[Session, Sequence[str]], dict[str, int]]
+
+
+def detail(
+    session: Session, event_id: str, counters: Sequence[EffectCounter] = ()
+) -> dict[str, Any]:
+    """Everything about one event: raw body, redacted headers, attempts, actions, effects
+    (with the rows each of ``counters`` counts: ``app.kinds.effect_counters()``)."""
     row = session.get(InboundEvent, event_id)
     if row is None:
         raise OpsError(404, f"no event {event_id}")
@@ -144,18 +147,21 @@ def detail(session: Session, event_id: str) -> dict[str, Any]:
             }
             for a in actions
         ],
-        "effects": effects(session, event_id),
+        "effects": effects(session, event_id, counters),
     }
 
 
-def effects(session: Session, event_id: str) -> dict[str, Any]:
-    """What the event did to the ledger: its journal postings and aggregate rows."""
+def effects(
+    session: Session, event_id: str, counters: Sequence[EffectCounter] = ()
+) -> dict[str, Any]:
+    """What the event did to the ledger: its journal postings, and per effect table of its
+    source kind (``counters``, each kind's ``effects``) how many rows it wrote."""
     postings = session.execute(
         select(LedgerPosting)
         .where(col(LedgerPosting.event_id) == event_id)
         .order_by(col(LedgerPosting.id))
     ).scalars()
-    return {
+    found: dict[str, Any] = {
         "journal_entries": [
             e.id
             for e in session.execute(
@@ -172,20 +178,10 @@ def effects(session: Session, event_id: str) -> dict[str, Any]:
             }
             for p in postings
         ],
-        "order_events": len(
-            session.execute(
-                select(col(OrderEvent.id)).where(col(OrderEvent.event_id) == event_id)
-            ).all()
-        ),
-        "contract_events": len(
-            session.execute(
-                select(col(ContractEventRow.id)).where(col(ContractEventRow.event_id) == event_id)
-            ).all()
-        ),
-        "deposits": len(
-            session.execute(select(col(Deposit.id)).where(col(Deposit.event_id) == event_id)).all()
-        ),
     }
+    for count in counters:
+        found.update(count(session, [event_id]))
+    return found
 
 
 def record_action(

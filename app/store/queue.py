@@ -16,6 +16,7 @@ the sweep once the database is back.
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 import structlog
 from redis import Redis
@@ -27,8 +28,6 @@ from rq.registry import FailedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import current_timestamp
-
-from app.settings import ProcessingConfig
 
 log = structlog.get_logger(__name__)
 
@@ -79,10 +78,21 @@ def make_queue(connection: Redis, name: str) -> Queue:
     return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
+class QueueSettings(Protocol):
+    """What the queue needs of the processing settings (``ProcessingConfig`` has it)."""
+
+    @property
+    def queue(self) -> str: ...
+    @property
+    def job_timeout_s(self) -> int: ...
+    @property
+    def retry_delays_s(self) -> tuple[float, ...]: ...
+
+
 class EventQueue:
     """Makes and inspects the processing jobs of events."""
 
-    def __init__(self, connection: Redis, cfg: ProcessingConfig) -> None:
+    def __init__(self, connection: Redis, cfg: QueueSettings) -> None:
         self.connection = connection
         self.queue = make_queue(connection, cfg.queue)
         self.failed = FailedJobRegistry(queue=self.queue)

@@ -5,42 +5,41 @@ Streams postings in id order and checks, without trusting any stored total:
 2. each posting's ``balance`` is the running sum of its (account, currency) in id order;
 3. ``account_balances`` equals the final running sums (and points at the last posting);
 4. every entry's event exists and is ``processed``; every event has at most one entry;
-5. each order's cumulative amounts equal the sum of what its events added, and its customer
-   trade postings add up to its filled amount (base) and filled cash (quote);
-6. each deposit has its entry, of the deposited amount.
+5. whatever each source kind checks of its own tables against the ledger (``checks``: an
+   order's cumulative amounts against what its events added and its trade postings, a
+   deposit against its entry, ...).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from app.domain.journal import split_symbol
 from app.domain.money import exact
 from app.store.ledger import PostingFilter, iter_postings
 from app.store.models import (
     AccountBalance,
-    Deposit,
     InboundEvent,
     JournalEntry,
-    LedgerPosting,
-    Order,
-    OrderEvent,
 )
 
 ZERO = Decimal(0)
+
+
+Breach = Callable[[str], None]
+Check = Callable[[Session, Breach], dict[str, int]]
 
 
 @dataclass
 class Report:
     checked_postings: int = 0
     checked_entries: int = 0
-    checked_orders: int = 0
+    checked: dict[str, int] = field(default_factory=dict)  # rows of what each check looked at
     breaches: list[str] = field(default_factory=list)
 
     @property
@@ -48,20 +47,20 @@ class Report:
         return not self.breaches
 
 
-def verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
-    """Check every invariant; return a report listing each breach found."""
+def verify(session: Session, checks: Sequence[Check] = ()) -> Report:
+    """Check every invariant of the journal, then run ``checks`` (each source kind's); return
+    a report listing each breach found."""
     with exact():
-        return _verify(session, quote_currencies)
+        return _verify(session, checks)
 
 
-def _verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
+def _verify(session: Session, checks: Sequence[Check]) -> Report:
     report = Report()
     breach = report.breaches.append
     per_entry: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     legs: dict[int, int] = defaultdict(int)
     running: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     last_id: dict[tuple[str, str], int] = {}
-    trade_sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)  # (event, currency)
     for p in iter_postings(session, PostingFilter(customer_only=False), batch=5000):
         assert p.id is not None
         report.checked_postings += 1
@@ -80,8 +79,6 @@ def _verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
                 f"should be {running[key]} (running sum)"
             )
             running[key] = p.balance  # report each wrong row once, not every row after it
-        if p.customer and p.tran_type == "trade":
-            trade_sums[(p.event_id, p.currency)] += p.amount
     for entry_id, sums in per_entry.items():
         off = {ccy: total for ccy, total in sums.items() if total != 0}
         if off:
@@ -90,8 +87,8 @@ def _verify(session: Session, quote_currencies: tuple[str, ...]) -> Report:
             breach(f"entry {entry_id}: fewer than two postings")
     _check_balances(session, running, last_id, breach)
     report.checked_entries = _check_entries(session, set(per_entry), breach)
-    report.checked_orders = _check_orders(session, trade_sums, quote_currencies, breach)
-    _check_deposits(session, breach)
+    for check in checks:
+        report.checked.update(check(session, breach))
     return report
 
 
@@ -135,62 +132,3 @@ def _check_entries(session: Session, with_postings: set[int], breach: Callable[[
         elif status != "processed":
             breach(f"entry {entry_id}: its event {event_id} is {status}, not processed")
     return count
-
-
-def _check_orders(
-    session: Session,
-    trade_sums: dict[tuple[str, str], Decimal],
-    quotes: tuple[str, ...],
-    breach: Callable[[str], None],
-) -> int:
-    added: dict[int, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
-    events: dict[int, list[str]] = defaultdict(list)
-    for oe in session.execute(select(OrderEvent)).scalars():
-        sums = added[oe.order_pk]
-        sums[0] += oe.delta_filled_amount
-        sums[1] += oe.delta_filled_cash_amount
-        sums[2] += oe.delta_filled_fees
-        events[oe.order_pk].append(oe.event_id)
-    count = 0
-    for order in session.execute(select(Order)).scalars():
-        count += 1
-        assert order.id is not None
-        want = [order.filled_amount, order.filled_cash_amount, order.filled_fees]
-        if added[order.id] != want:
-            breach(
-                f"order {order.source}/{order.order_id}: cumulative {want} "
-                f"but its events added {added[order.id]}"
-            )
-        try:
-            base, quote = split_symbol(order.symbol, quotes)
-        except ValueError:
-            breach(f"order {order.source}/{order.order_id}: symbol {order.symbol} cannot be split")
-            continue
-        sign = Decimal(1) if order.side == "buy" else Decimal(-1)
-        base_sum = sum((trade_sums.get((e, base), ZERO) for e in events[order.id]), ZERO)
-        quote_sum = sum((trade_sums.get((e, quote), ZERO) for e in events[order.id]), ZERO)
-        if base_sum != sign * order.filled_amount or quote_sum != -sign * order.filled_cash_amount:
-            breach(
-                f"order {order.source}/{order.order_id}: "
-                f"trade postings {base_sum} {base} / {quote_sum} {quote} "
-                f"do not match filled {order.filled_amount} / {order.filled_cash_amount}"
-            )
-    return count
-
-
-def _check_deposits(session: Session, breach: Callable[[str], None]) -> None:
-    rows = session.execute(
-        select(Deposit, LedgerPosting).outerjoin(
-            LedgerPosting,
-            (col(LedgerPosting.event_id) == col(Deposit.event_id))
-            & col(LedgerPosting.customer).is_(True),
-        )
-    ).all()
-    for deposit, posting in rows:
-        if posting is None:
-            breach(f"deposit {deposit.tx_hash}: no journal entry")
-        elif posting.amount != deposit.amount_trx:
-            breach(
-                f"deposit {deposit.tx_hash}: posted {posting.amount}, "
-                f"deposited {deposit.amount_trx}"
-            )

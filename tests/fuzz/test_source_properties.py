@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from app.domain.errors import BadRequest, ValidationFailed
 from app.domain.money import canonical
-from app.domain.sources import FORM, JSON, parse_event
-from app.domain.sources.base import ParsedEvent
+from app.domain.payloads import FORM, JSON, ParsedEvent
+from app.kinds import parse_event
 from app.responses import dumps
 
 KINDS = ("htx", "pingpong", "trx-energy")

@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from starlette.testclient import TestClient
 
+from app.kinds.htx.tables import Order, OrderEvent, Trade
 from app.main import create_app
 from app.settings import load_settings
-from app.store.models import InboundEvent, LedgerPosting, Order, OrderEvent, Trade
+from app.store.models import InboundEvent, LedgerPosting
 from tests.conftest import run_jobs
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.integration.test_processing import HISTORY, failing_orders  # noqa: F401 - fixture

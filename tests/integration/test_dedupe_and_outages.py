@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
+from app.kinds.htx.tables import OrderEvent
 from app.main import create_app
-from app.store.models import InboundEvent, OrderEvent
+from app.store.models import InboundEvent
 from tests.conftest import run_jobs
 from tests.support import count, event, fixture_bytes, htx_update, post_htx, post_trx
 from workers.sweeper import sweep_once

@@ -27,7 +27,7 @@ def test_verify_passes_on_a_sound_ledger(ledger, env):
     result = hookledger(env, "ledger", "verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ledger OK" in result.stdout
-    assert "checked 18 postings, 4 entries, 1 orders" in result.stdout
+    assert "checked 18 postings, 4 entries, 1 deposits, 1 orders" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from app.kinds import verify_ledger
 from app.store.models import LedgerPosting, table_of
-from app.store.verify import verify
 from tests.conftest import _empty_pg, run_jobs
 from tests.support import fixture_json, htx_update, post_htx, post_pp
 
@@ -111,7 +111,7 @@ def test_an_update_that_keeps_every_sum_is_taken(engine):
     assert posting_count(engine, f"product_name = 'renamed' AND id = ({FIRST})") == 1
     assert posting_count(engine) == before
     with Session(engine) as session:
-        report = verify(session, ("USDT", "USD"))
+        report = verify_ledger(session, ("USDT", "USD"))
     assert report.breaches == []
 
 
@@ -130,5 +130,5 @@ def test_deleting_a_whole_balanced_entry_is_taken(engine):
     execute(engine, f"DELETE FROM postings WHERE entry_id = ({LAST_ENTRY})")
     assert posting_count(engine) == before - legs
     with Session(engine) as session:
-        report = verify(session, ("USDT", "USD"))
+        report = verify_ledger(session, ("USDT", "USD"))
     assert any("has no postings" in breach for breach in report.breaches), report.breaches

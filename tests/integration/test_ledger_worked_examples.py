@@ -11,8 +11,8 @@ from decimal import Decimal as D
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from app.kinds import verify_ledger
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting
-from app.store.verify import verify
 from tests.conftest import run_jobs
 from tests.support import fixture_json, htx_update, post_htx, post_pp, post_trx
 
@@ -38,7 +38,7 @@ def balances(engine) -> dict[tuple[str, str], D]:
 
 def assert_ledger_verifies(runtime) -> None:
     with Session(runtime.engine) as session:
-        report = verify(session, runtime.settings.file.ledger.quote_currencies)
+        report = verify_ledger(session, runtime.settings.file.ledger.quote_currencies)
     assert report.ok, report.breaches
 
 

@@ -17,7 +17,8 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, select, text
 from sqlmodel import Session
 
-from app.store.models import InboundEvent, Order, OrderEvent
+from app.kinds.htx.tables import Order, OrderEvent
+from app.store.models import InboundEvent
 from app.store.queue import job_id
 from tests.conftest import run_jobs
 from tests.processes import spawn, stop, wait_until, web_server
@@ -145,7 +146,7 @@ def test_two_workers_on_one_order_lose_no_update(client, runtime, env):
 
 
 def test_two_workers_posting_to_one_account_keep_running_balances_exact(client, runtime, env):
-    from app.store.verify import verify
+    from app.kinds import verify_ledger
 
     for n in range(1, 41):
         side = "buy-limit" if n % 3 else "sell-limit"
@@ -160,6 +161,6 @@ def test_two_workers_posting_to_one_account_keep_running_balances_exact(client, 
 
     assert count(runtime.engine, InboundEvent, InboundEvent.status == "processed") == 40
     with Session(runtime.engine) as session:
-        report = verify(session, runtime.settings.file.ledger.quote_currencies)
+        report = verify_ledger(session, runtime.settings.file.ledger.quote_currencies)
     assert report.ok, report.breaches
     assert report.checked_entries == 40

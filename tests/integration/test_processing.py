@@ -14,7 +14,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
 from app.cli import main as cli
-from app.store.models import EventAttempt, Order, OrderEvent
+from app.kinds.htx.tables import Order, OrderEvent
+from app.store.models import EventAttempt
 from tests.conftest import run_jobs
 from tests.support import count, event, htx_update, post_htx
 from workers.jobs import process_event

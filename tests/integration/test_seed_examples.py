@@ -7,15 +7,9 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
-from app.store.models import (
-    Contract,
-    ContractEventRow,
-    Deposit,
-    Order,
-    OrderEvent,
-    RentalOrder,
-    Trade,
-)
+from app.kinds.htx.tables import Order, OrderEvent, Trade
+from app.kinds.pingpong.tables import Contract, ContractEventRow
+from app.kinds.trx_energy.tables import Deposit, RentalOrder
 from tests.conftest import run_jobs
 from tests.support import count, event, fixture_bytes, post_htx, post_pp, post_trx
 

@@ -13,13 +13,12 @@ from app.domain.journal import (
     Posting,
     UnbalancedEntry,
     checked,
-    fx_penalty,
-    fx_settlement,
     imbalance,
     split_symbol,
-    spot_fill,
-    trx_deposit,
 )
+from app.kinds.htx.journal import spot_fill
+from app.kinds.pingpong.journal import fx_penalty, fx_settlement
+from app.kinds.trx_energy.journal import trx_deposit
 
 QUOTES = ("usdt", "usdc", "usd", "btc", "eth", "ht", "husd", "trx")
 

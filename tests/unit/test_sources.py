@@ -1,4 +1,4 @@
-"""app.domain.sources: media types, decoding, canonical events, idempotency keys, 422 detail."""
+"""The shipped source kinds (app.kinds): media types, decoding, canonical events, idempotency keys, 422 detail."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from app import kinds
 from app.domain.errors import BadRequest, UnsupportedMedia, ValidationFailed
-from app.domain.sources import FORM, JSON, KINDS, check_media_type, parse_event
-from app.domain.sources.base import ParsedEvent
+from app.domain.payloads import FORM, JSON, ParsedEvent
+from app.kinds import accepted_media_type as check_media_type
+from app.kinds import parse_event
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TX_HASH = "9e1babdab1fc7c92ee3a254474763a43c75cf37350d1cd22c18a451183ede4be"
@@ -54,7 +56,7 @@ def locs(detail: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 def test_every_kind_has_a_parser() -> None:
-    assert set(KINDS) == {"htx", "pingpong", "trx-energy"}
+    assert set(kinds.names()) == {"htx", "pingpong", "trx-energy"}
 
 
 @pytest.mark.parametrize("kind", ["htx", "pingpong", "trx-energy"])

@@ -1,4 +1,4 @@
-"""HTX-style order callbacks (seed 001).
+"""The htx kind's payload: HTX-style order callbacks.
 
 Idempotency key: ``order-id`` + ``state`` + normalised ``filled-amount``, so each partial fill
 is a distinct event while a redelivery of the same one is a duplicate.
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain.money import canonical
-from app.domain.sources.base import Amount, Id, Int, ParsedEvent, validate
+from app.domain.payloads import Amount, Id, Int, ParsedEvent, validate
 
 KIND = "htx"
 

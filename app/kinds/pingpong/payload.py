@@ -1,7 +1,7 @@
-"""PingPong-style FX contract lifecycle callbacks (seed 003).
+"""The pingpong kind's payload: PingPong-style FX contract lifecycle callbacks.
 
 Idempotency key: ``msg_id``. ``positionCreate``/``positionCancel``/``positionSettle`` are known;
-any other ``event_type`` (the seed's own example sends ``positionExtend``) is accepted and ends
+any other ``event_type`` (PingPong's own example sends ``positionExtend``) is accepted and ends
 ``unhandled``. The payload is validated whenever present; known types require it.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.domain.sources.base import Amount, Id, Int, ParsedEvent, validate
+from app.domain.payloads import Amount, Id, Int, ParsedEvent, validate
 
 KIND = "pingpong"
 

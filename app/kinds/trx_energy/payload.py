@@ -1,4 +1,4 @@
-"""A TRON energy-rental platform's push notifications (seed 004).
+"""The trx-energy kind's payloads: a TRON energy-rental platform's push notifications.
 
 ``type: "order"``: a rental order's status changed; key ``id`` + ``status``.
 ``type: "deposit"``: TRX arrived (``amount`` in sun, 1 TRX = 1,000,000 sun); key ``txHash``.
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain.errors import ValidationFailed
-from app.domain.sources.base import Id, Int, ParsedEvent, echo, validate
+from app.domain.payloads import Id, Int, ParsedEvent, echo, validate
 
 KIND = "trx-energy"
 
@@ -29,7 +29,7 @@ def _address(value: str) -> str:
     return value
 
 
-class RentalOrder(BaseModel):
+class RentalOrderPush(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str
@@ -46,7 +46,7 @@ class RentalOrder(BaseModel):
     _addr = field_validator("receiverAddress")(_address)
 
 
-class Deposit(BaseModel):
+class DepositPush(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str
@@ -78,7 +78,7 @@ def parse(data: Any) -> ParsedEvent:
     """Validate a push notification; raise ``ValidationFailed`` on a schema breach."""
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == "order":
-        order = validate(RentalOrder, data)
+        order = validate(RentalOrderPush, data)
         return ParsedEvent(
             kind=KIND,
             raw_type=f"order:{order.status}",
@@ -87,7 +87,7 @@ def parse(data: Any) -> ParsedEvent:
             payload=order,
         )
     if kind == "deposit":
-        deposit = validate(Deposit, data)
+        deposit = validate(DepositPush, data)
         return ParsedEvent(
             kind=KIND,
             raw_type="deposit",

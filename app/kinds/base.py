@@ -1,0 +1,105 @@
+"""The interface every source kind implements, and the values it trades in.
+
+A source kind is everything hookledger knows about one family of callbacks (HTX order
+updates, PingPong contract lifecycles, ...). The pipeline around it is generic: the web edge
+asks the kind which media types it takes and how a body becomes a ``ParsedEvent`` (schema,
+idempotency key, canonical event); the worker asks which aggregate the event changes, locks it
+ahead for a whole batch, and lets the kind apply the event (merge the aggregate, record its
+effect rows, post its journal entry); rules match on the facts the kind states; the
+accountants' API lists the kind's aggregates through its listings; ``ledger verify`` runs its
+checks; ``events show`` shows its effects; ``hookledger up`` prints its sample.
+
+A kind implements the abstract methods and sets the class attributes; the rest have defaults
+that mean "this kind has none". Kinds register in ``app.kinds`` (``register``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlmodel import Session, SQLModel
+
+from app.domain.payloads import FORM, JSON, ParsedEvent
+from app.store.aggregates import Aggregate
+from app.store.models import InboundEvent
+
+__all__ = ["FORM", "JSON", "Aggregate", "ApplyContext", "Breach", "Listing", "SourceKind"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """What applying one event needs besides the session and the event."""
+
+    account_id: str  # the payload's account, else the source's
+    quote_currencies: tuple[str, ...]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One collection of a kind's aggregates in the accountants' API:
+    ``GET /account/v1/{name}?account_id=&page=&page_size=``, rows by ascending id, and with
+    ``detail``, ``GET /account/v1/{name}/{source}/{ident}``: ``detail(session, source, ident)``
+    returns the aggregate's account and its full record, or None when there is none."""
+
+    name: str  # plural: "orders"
+    singular: str  # "order"
+    model: type[SQLModel]
+    row: Callable[[Any], dict[str, Any]]
+    detail: Callable[[Session, str, str], tuple[str, dict[str, Any]] | None] | None = None
+    detail_param: str = "ident"  # the path parameter's name: /orders/{source}/{order_id}
+
+
+Breach = Callable[[str], None]
+
+
+class SourceKind(ABC):
+    """One source kind. Instances are stateless; one is registered per kind."""
+
+    name: ClassVar[str]  # the config's ``kind``: "htx"
+    media_types: ClassVar[frozenset[str]] = frozenset({JSON})
+    canonical_events: ClassVar[frozenset[str]]  # every event name ``parse`` can give
+    sample_body: ClassVar[dict[str, Any]]  # a valid body, for ``hookledger sample`` and ``up``
+    tables: ClassVar[tuple[type[SQLModel], ...]] = ()  # the kind's own tables
+    business_types: ClassVar[frozenset[str]] = frozenset()  # its postings' ``business_type``
+    listings: ClassVar[tuple[Listing, ...]] = ()
+
+    @abstractmethod
+    def parse(self, data: dict[str, Any]) -> ParsedEvent:
+        """Validate a decoded body; return the event (``event`` None for a type the kind does
+        not know: stored, ``unhandled``). Raises ``ValidationFailed``."""
+
+    def aggregate(
+        self, row: InboundEvent, parsed: ParsedEvent, ctx: ApplyContext
+    ) -> Aggregate | None:
+        """The aggregate ``parsed`` changes, created and locked ahead for its batch; None
+        when it changes none (a deposit, say)."""
+        return None
+
+    @abstractmethod
+    def apply(
+        self, session: Session, row: InboundEvent, parsed: ParsedEvent, ctx: ApplyContext
+    ) -> None:
+        """Apply a known event (``parsed.event`` is set) inside the caller's transaction:
+        merge the aggregate, record the event's effect rows, post its journal entry
+        (``app.store.aggregates.post``). Raises ``PermanentError`` when it never can."""
+
+    def rule_amount(self, parsed: ParsedEvent) -> Decimal | None:
+        """The event's own amount, which rules' ``min_amount``/``max_amount`` compare."""
+        return None
+
+    def verify(
+        self, session: Session, breach: Breach, quote_currencies: tuple[str, ...]
+    ) -> dict[str, int]:
+        """Report (``breach(text)``) every way the kind's tables disagree with the ledger;
+        return how many rows of what it checked (``{"orders": 12}``)."""
+        return {}
+
+    def effects(self, session: Session, event_ids: Sequence[str]) -> dict[str, int]:
+        """How many rows of each of the kind's effect tables name these events."""
+        return {}
