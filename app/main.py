@@ -25,19 +25,19 @@ from app.domain.apikeys import ApiKey
 from app.domain.errors import RequestTimeout
 from app.gctune import settle_heap
 from app.ingest import Ingestor
-from app.logging import configure_logging
+from app.logconfig import configure_logging
 from app.middleware import BodyDeadline, RequestObserver
 from app.responses import json_response
 from app.routes import admin, ledger
 from app.routes.health import healthz, metrics, readyz
 from app.routes.hooks import receive_hook
+from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.store.db import make_engine
 from app.store.dedupe import Dedupe
 from app.store.models import create_all
 from app.store.queue import EventQueue
 from app.store.redis_conn import async_redis_client, redis_client
-from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -7,7 +7,7 @@ compute is remembered too (``remember_signature``). While the suite runs, everyt
 be a log is copied under one session directory:
 
 - in-process logs: a handler on the root logger, rendering each record with the app's own
-  structlog formatter (structlog and the standard library both end there, see app/logging.py);
+  structlog formatter (structlog and the standard library both end there, see app/logconfig.py);
 - anything else written to stdout/stderr in-process: the sections pytest captured per test;
 - subprocesses: ``tests.processes.spawn`` tees each child's stderr into a file here, and
   ``tests.support.hookledger`` writes each CLI run's stderr and stdout here.
@@ -249,7 +249,7 @@ def _attach() -> None:
 def start(directory: Path) -> None:
     """Capture from now on into ``directory``."""
     global _capture_dir, _handler  # noqa: PLW0603 - one capture per test session
-    from app.logging import configure_logging
+    from app.logconfig import configure_logging
 
     # Configure once, now, as the app would on its first start: later calls are no-ops, so
     # nothing replaces the root handlers (and with them the capture handler) afterwards.

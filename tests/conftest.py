@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from app.main import create_app
+from app.runtime import Runtime, build_runtime, set_runtime
 from app.settings import Settings, load_settings
 from app.store.models import SQLModel, create_all
 from tests.canary import (  # the canary plugin: its fixture and hooks, registered here
@@ -44,7 +45,6 @@ from tests.support import (
     TRX_TOKEN,
     TRX_TOKEN_OLD,
 )
-from workers.runtime import Runtime, build_runtime, set_runtime
 
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
 PG_DB = os.environ.get("HOOKLEDGER_TEST_PG_DB", "hookledger_test")

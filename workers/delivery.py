@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from app import metrics
+from app.runtime import Runtime, get_runtime
 from app.settings import TargetConfig
 from app.signals import net
 from app.signals.targets import Verdict, build, judge
+from app.store.db import utcnow
 from app.store.models import Signal, SignalAttempt, TargetState
-from workers.jobs import utcnow
-from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
 FINAL = frozenset({"delivered", "dead", "discarded"})

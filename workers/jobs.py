@@ -28,20 +28,16 @@ from app.domain.errors import HookError, PermanentError, ProcessingError
 from app.domain.money import exact
 from app.domain.payloads import ParsedEvent
 from app.kinds import parse_event
+from app.runtime import Runtime, get_runtime
+from app.services.apply import ApplyContext, aggregate_of, apply_event, lock_aggregates
+from app.services.outbox import write_signals
 from app.store import events as event_store
+from app.store.db import utcnow
 from app.store.journal import flush_ledger, ledger_writer
 from app.store.models import InboundEvent
 from app.store.queue import is_batch
-from workers.apply import ApplyContext, aggregate_of, apply_event, lock_aggregates
-from workers.outbox import write_signals
-from workers.runtime import Runtime, get_runtime
 
 log = structlog.get_logger(__name__)
-
-
-def utcnow() -> datetime:
-    """Aware UTC: every timestamp column stores UTC."""
-    return datetime.now(UTC)
 
 
 def process_event(event_id: str) -> str:

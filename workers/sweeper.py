@@ -24,14 +24,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
+from app.runtime import Runtime
 from app.store import events as event_store
 from app.store import signals as signal_store
-from app.store.db import read_only
+from app.store.db import read_only, utcnow
 from app.store.models import InboundEvent
 from app.store.queue import batch_job_id, event_id_of, is_batch, job_id
 from workers.delivery import IN_FLIGHT_MARGIN_S
-from workers.jobs import mark_dead_after_outage, utcnow
-from workers.runtime import Runtime
+from workers.jobs import mark_dead_after_outage
 
 log = structlog.get_logger(__name__)
 

@@ -1,5 +1,5 @@
 """Ops pages: the dashboard, the event log and its search, one event, dead letters, and the
-replay and discard forms. Replay and discard call ``workers.replay`` exactly as the admin API
+replay and discard forms. Replay and discard call ``app.services.replay`` exactly as the admin API
 and the CLI do, so they are recorded in ``event_actions`` the same way, with the console actor.
 """
 
@@ -15,11 +15,11 @@ from starlette.responses import Response
 from app import kinds
 from app.console.inputs import ConsoleError, Query
 from app.console.web import Visit
+from app.services import replay as service
 from app.store import events as event_store
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.models import InboundEvent, Signal
-from workers import replay as service
 
 _ID = re.compile(r"(evt|sig)_[0-9a-f]{1,40}")
 _MAX_REASON = 1000

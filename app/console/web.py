@@ -35,10 +35,10 @@ from app.console.session import (
     is_live,
 )
 from app.domain.money import canonical
+from app.runtime import Runtime
 from app.settings import Settings
 from app.store import ops
 from app.store.db import read_only
-from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -22,14 +22,14 @@ from starlette.responses import Response
 
 from app import kinds, metrics
 from app.responses import json_response
+from app.runtime import Runtime
+from app.services import replay as service
 from app.store import ops
 from app.store import signals as signal_store
 from app.store.db import read_only
 from app.store.models import Signal
 from app.throttle import ThrottleUnavailable, throttle_for
 from app.timeparse import WHEN_FORMATS, parse_when
-from workers import replay as service
-from workers.runtime import Runtime
 
 MAX_LIMIT = 500
 _LIMIT = re.compile(r"[0-9]{1,4}")

@@ -11,6 +11,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -269,3 +270,8 @@ def run_driver_sql(
 def _bare_type(column: Any, dialect: Dialect) -> str:
     """The column's SQL type without length, precision or scale: ``VARCHAR(40)`` -> ``VARCHAR``."""
     return re.sub(r"\([^)]*\)", "", column.type.compile(dialect=dialect)).strip()
+
+
+def utcnow() -> datetime:
+    """Aware UTC: every timestamp column stores UTC."""
+    return datetime.now(UTC)

@@ -8,10 +8,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
+from app.runtime import Runtime
 from app.settings import Settings
 from tests.console.helpers import break_orders, heal, login
 from tests.support import ADMIN_TOKEN
-from workers.runtime import Runtime
 
 
 @pytest.fixture

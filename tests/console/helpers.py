@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from app.runtime import Runtime
 from tests.conftest import run_jobs
 from tests.support import ADMIN_TOKEN
-from workers.runtime import Runtime
 from workers.sweeper import sweep_once
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -282,7 +282,7 @@ def test_the_build_context_holds_the_package_and_nothing_private() -> None:
 
 def test_the_dockerignore_matcher_follows_dockers_rules() -> None:
     patterns = ["*", "!app/", "**/__pycache__", "!keep/**/x.txt"]
-    assert build_context_admits("app/cli.py", patterns)
+    assert build_context_admits("app/cli/__init__.py", patterns)
     assert not build_context_admits("app/__pycache__/cli.pyc", patterns)
     assert not build_context_admits("bench/x.py", patterns)
     assert build_context_admits("keep/a/b/x.txt", patterns)

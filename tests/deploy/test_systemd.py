@@ -147,7 +147,7 @@ def test_services_run_unprivileged_with_the_documented_files(name: str) -> None:
     assert "HOOKLEDGER_CONFIG=/etc/hookledger/hookledger.toml" in unit["Service"]["Environment"]
     assert _one(unit, "Service", "WorkingDirectory") == "/var/lib/hookledger"
     assert _one(unit, "Service", "StateDirectory") == "hookledger"
-    # Exit code 2 is a configuration error (app/cli.py): restarting cannot fix it.
+    # Exit code 2 is a configuration error (app/cli): restarting cannot fix it.
     assert "2" in _one(unit, "Service", "RestartPreventExitStatus").split()
     assert _one(unit, "Service", "Restart") == "always"
     assert _one(unit, "Service", "KillSignal") == "SIGTERM"

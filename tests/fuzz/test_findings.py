@@ -9,9 +9,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
+from app.runtime import Runtime
 from app.settings import load_settings
 from tests.support import TRX_TOKEN, api_get
-from workers.runtime import Runtime
 
 ADMIN_TOKEN = "findings-admin-token"
 

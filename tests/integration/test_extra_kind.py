@@ -25,6 +25,7 @@ from app.domain.journal import EntryDraft, Posting, checked
 from app.domain.payloads import Amount, Id, ParsedEvent, validate
 from app.kinds.base import ApplyContext, Breach, SourceKind
 from app.main import create_app
+from app.runtime import build_runtime, set_runtime
 from app.samples import sample_curl
 from app.settings import load_settings
 from app.store import ops
@@ -32,7 +33,6 @@ from app.store.aggregates import post
 from app.store.models import InboundEvent, Signal
 from tests.conftest import run_jobs
 from tests.support import FINANCE_SECRET, api_get, canary
-from workers.runtime import build_runtime, set_runtime
 
 PARCEL_SECRET = canary("parcel-courier")
 

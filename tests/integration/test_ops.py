@@ -299,8 +299,8 @@ def test_database_outage_outlasting_retries_makes_dead_letters_then_replay_appli
         pytest.skip("a network outage needs a database server")
     from sqlalchemy.engine.url import make_url
 
+    from app.runtime import build_runtime, set_runtime
     from tests.tcpproxy import TcpProxy
-    from workers.runtime import build_runtime, set_runtime
 
     url = make_url(runtime.settings.database_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)

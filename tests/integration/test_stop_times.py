@@ -31,13 +31,14 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from app.kinds.htx.tables import OrderEvent
+from app.runtime import Runtime
 from app.store.models import InboundEvent
 from app.store.queue import make_queue
 from tests.conftest import TEST_CONFIG
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.processes import spawn, start_web, stop, timed_stop, wait_until
 from tests.support import body_of, htx_headers, htx_update
-from workers.runtime import InProcessWorker, Runtime
+from workers.runtime import InProcessWorker
 from workers.sweeper import sweep_once
 
 pytestmark = pytest.mark.slow

@@ -11,11 +11,12 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlmodel import Session
 
+from app.store.db import utcnow
 from app.store.events import mark_enqueued
 from app.store.models import InboundEvent
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.support import count, event, htx_update, post_htx
-from workers.jobs import mark_dead_after_outage, utcnow
+from workers.jobs import mark_dead_after_outage
 from workers.sweeper import sweep_once
 
 _orders = itertools.count(7000)

@@ -35,7 +35,7 @@ from tests.support import (
 
 def _rendered(**fields: object) -> str:
     """One log line exactly as the app renders it (structlog through the stdlib formatter that
-    app/logging.py installs), written to a local buffer instead of the session's logs."""
+    app/logconfig.py installs), written to a local buffer instead of the session's logs."""
     root_formatter = next(
         h.formatter
         for h in logging.getLogger().handlers

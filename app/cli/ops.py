@@ -20,15 +20,14 @@ from sqlmodel import Session, col
 
 from app import kinds
 from app.responses import dumps
+from app.runtime import Runtime, build_runtime
+from app.services import replay as service
 from app.settings import Settings
 from app.store import ops
 from app.store import signals as signal_store
-from app.store.db import read_only
+from app.store.db import read_only, utcnow
 from app.store.models import InboundEvent, Signal
 from app.timeparse import iso, parse_when
-from workers import replay as service
-from workers.jobs import utcnow
-from workers.runtime import Runtime, build_runtime
 
 _MAX_LIMIT = 100_000
 

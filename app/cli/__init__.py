@@ -33,7 +33,7 @@ from app.settings import ConfigError, Settings, load_settings
 if TYPE_CHECKING:
     from redis import Redis
 
-    from workers.runtime import Runtime
+    from app.runtime import Runtime
 
 VAR_DIR = Path("var")
 
@@ -93,7 +93,7 @@ def cmd_init_db(_args: argparse.Namespace) -> int:
 
 def _install_runtime(settings: Settings) -> Runtime:
     """Build this process's runtime and make it the one jobs use (worker, sweeper)."""
-    from workers.runtime import build_runtime, set_runtime
+    from app.runtime import build_runtime, set_runtime
 
     runtime = build_runtime(settings)
     set_runtime(runtime)
@@ -128,7 +128,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq.serializers import JSONSerializer
 
-    from app.logging import configure_logging
+    from app.logconfig import configure_logging
     from workers.runtime import ForkingWorker, InProcessWorker
 
     log = structlog.get_logger("hookledger.worker")
@@ -195,7 +195,7 @@ def _wait_for_redis(redis: Redis, *, max_delay_s: float = 5.0) -> bool:
 def cmd_sweeper(args: argparse.Namespace) -> int:
     _share_metrics()
     from app.gctune import WORKER_GEN0_THRESHOLD, settle_heap
-    from app.logging import configure_logging
+    from app.logconfig import configure_logging
     from workers.runtime import stop_on_signals
     from workers.sweeper import run_forever
 
@@ -223,7 +223,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from workers.runtime import build_runtime
+    from app.runtime import build_runtime
     from workers.sweeper import sweep_once
 
     runtime = build_runtime(_settings())
@@ -328,7 +328,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    from app import ledger_cli
+    from app.cli import ledger as ledger_cli
 
     settings = _settings()
     if args.ledger_func == "verify":
@@ -340,7 +340,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from app import ops_cli
+    from app.cli import ops as ops_cli
 
     return ops_cli.run(_settings(), args)
 
@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="where hookledger listens (default http://127.0.0.1:8000)",
     )
     p.set_defaults(func=cmd_sample)
-    from app import ledger_cli, ops_cli
+    from app.cli import ledger as ledger_cli
+    from app.cli import ops as ops_cli
 
     ledger_cli.add_parser(sub)
     sub.choices["ledger"].set_defaults(func=cmd_ledger)
@@ -490,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    from app.logging import configure_logging
+    from app.logconfig import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()  # logs go to stderr, so stdout stays clean for --json and exports

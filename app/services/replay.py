@@ -20,15 +20,14 @@ from sqlmodel import Session, col
 from app.domain.errors import HookError, PermanentError
 from app.domain.money import exact
 from app.kinds import parse_event
+from app.runtime import Runtime
+from app.services.apply import ApplyContext, apply_event
 from app.store import events as event_store
 from app.store import ops
 from app.store import signals as signal_store
-from app.store.db import read_only
+from app.store.db import read_only, utcnow
 from app.store.journal import flush_ledger
 from app.store.models import InboundEvent, LedgerPosting, Signal
-from workers.apply import ApplyContext, apply_event
-from workers.jobs import utcnow
-from workers.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
