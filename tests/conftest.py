@@ -237,10 +237,12 @@ def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
 
 
 def run_jobs(runtime: Runtime) -> None:
-    """Run every queued job with a burst ``SimpleWorker`` in this process."""
-    from rq import SimpleWorker
+    """Run every queued job with a burst worker in this process (the production worker class:
+    RQ's ``SimpleWorker`` with a prompt stop)."""
     from rq.serializers import JSONSerializer
 
-    SimpleWorker([runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer).work(
-        burst=True, logging_level="WARNING"
-    )
+    from workers.runtime import InProcessWorker
+
+    InProcessWorker(
+        [runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer
+    ).work(burst=True, logging_level="WARNING")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app.redis_embedded import resolve, start_private_server
 from tests.canary import MARKER
 from tests.support import hookledger
+from workers.runtime import InProcessWorker
 
 
 def test_check_config_accepts_a_good_config(env):
@@ -65,7 +66,7 @@ def test_private_redis_server_runs_rq_jobs(tmp_path):
         assert client.config_get("appendonly")["appendonly"] == "yes"
         queue = Queue("t", connection=client, serializer=JSONSerializer)
         job = queue.enqueue("tests.integration.test_cli_and_embedded._double", 21)
-        SimpleWorker([queue], connection=client, serializer=JSONSerializer).work(
+        InProcessWorker([queue], connection=client, serializer=JSONSerializer).work(
             burst=True, logging_level="WARNING"
         )
         assert job.latest_result().return_value == 42

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 
-from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlmodel import Session
@@ -17,6 +16,7 @@ from app.store.models import InboundEvent
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.support import count, event, htx_update, post_htx
 from workers.jobs import mark_dead_after_outage
+from workers.runtime import InProcessWorker
 from workers.sweeper import sweep_once
 
 _orders = itertools.count(7000)
@@ -37,9 +37,9 @@ def _waiting(runtime) -> list[str]:
 
 
 def _one_job(runtime) -> None:
-    SimpleWorker([runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer).work(
-        burst=True, max_jobs=1, logging_level="WARNING"
-    )
+    InProcessWorker(
+        [runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer
+    ).work(burst=True, max_jobs=1, logging_level="WARNING")
 
 
 def test_one_job_applies_the_jobs_waiting_behind_it(client, runtime):
@@ -79,9 +79,9 @@ def test_events_of_a_taken_job_that_never_commits_are_queued_again_by_the_sweep(
     result = sweep_once(runtime, stale_after_s=0)
 
     assert sorted(result.requeued) == sorted(ids)
-    SimpleWorker([runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer).work(
-        burst=True, logging_level="WARNING"
-    )
+    InProcessWorker(
+        [runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer
+    ).work(burst=True, logging_level="WARNING")
     assert {event(runtime.engine, e).status for e in ids} == {"processed"}
     assert_ledger_verifies(runtime)
 
