@@ -130,8 +130,8 @@ class Analyzer(threading.Thread):
     would; like autovacuum (``autovacuum_naptime`` 60 s) it visits a table at most once per
     ``naptime_s``. The first visit of each table is not held back, since a database this fresh
     has no statistics at all. Analyzing too often is not free: ANALYZE of ``postings`` at
-    120,000 rows takes about 0.3 s of a core, and checking every second (an earlier version)
-    spent a sixth of this machine's CPU on it and showed as latency spikes."""
+    120,000 rows takes about 0.3 s of a core, and checking every second would
+    spend a sixth of a 2-core machine's CPU on it and show as latency spikes."""
 
     QUERY = text(
         "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "

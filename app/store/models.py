@@ -292,7 +292,8 @@ _PG_BALANCED = [
       RETURN NULL;
     END $$ LANGUAGE plpgsql
     """,
-    # Earlier versions: a deferred row trigger (one check per posting, at commit).
+    # A database made by a pre-release has a deferred row trigger (one check per posting, at
+    # commit) in place of the statement triggers below: it goes.
     "DROP TRIGGER IF EXISTS hl_entry_balanced ON postings",
     "DROP FUNCTION IF EXISTS hl_entry_balanced()",
     "DROP TRIGGER IF EXISTS hl_entries_balanced_insert ON postings",

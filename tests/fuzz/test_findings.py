@@ -95,7 +95,7 @@ def test_nul_in_admin_filters_and_bodies_is_400(admin: TestClient) -> None:
 
 
 def test_405_names_the_allowed_methods(client: TestClient) -> None:
-    # RFC 9110: a 405 must carry Allow; the JSON error handler used to drop it.
+    # RFC 9110: a 405 must carry Allow, and the JSON error handler must keep it.
     for method, path, allowed in [
         ("GET", "/hooks/htx-main", {"POST"}),
         ("DELETE", "/healthz", {"GET", "HEAD"}),
