@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.console.helpers import break_orders, heal, work_until_dead
-from tests.processes import spawn, stop, web_server
+from tests.processes import spawn, stop, wait_until, web_server
 from tests.support import ADMIN_TOKEN, body_of, event, htx_headers, htx_update
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,13 @@ def test_replay_a_dead_letter_in_a_real_browser(browser, env, runtime, tmp_path)
 
             worker = spawn(["worker", "--burst"], web_env)
             try:
-                assert worker.wait(timeout=60) == 0
+                # A condition, with a generous bound: a busy machine may be slow to start it.
+                wait_until(
+                    lambda: event(runtime.engine, event_id).status == "processed",
+                    240,
+                    "the burst worker to apply the replayed event",
+                )
+                assert worker.wait(timeout=240) == 0
             finally:
                 stop(worker)
 
