@@ -97,7 +97,21 @@ def _empty_pg(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses ``database_url`` runs on SQLite and on PostgreSQL, unless it (or
+    its module) is marked ``sqlite_only`` or ``postgresql_only``."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        databases = ["sqlite"]
+    elif metafunc.definition.get_closest_marker("postgresql_only"):
+        databases = ["postgresql"]
+    else:
+        databases = ["sqlite", "postgresql"]
+    metafunc.parametrize("database_url", databases, indirect=True)
+
+
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/ledger.db"

@@ -4,7 +4,6 @@ Through HTTP with the app ``create_app`` builds, against a real Redis."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,10 @@ from app.settings import Settings
 from tests.console.helpers import csrf_of, login, post_form
 from tests.support import ADMIN_TOKEN
 
+# sessions live in Redis, not in the database
+pytestmark = pytest.mark.sqlite_only
+
 NO_REDIS = "redis://127.0.0.1:1/0"  # nothing listens there
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"  # sessions live in Redis, not in the database
 
 
 def _as(client: TestClient, method: str, path: str, cookie: str, **kwargs: Any) -> Any:

@@ -13,15 +13,11 @@ from sqlmodel import Session
 
 from app.kinds import verify_ledger
 from app.store.models import LedgerPosting, table_of
-from tests.conftest import _empty_pg, run_jobs
+from tests.conftest import run_jobs
 from tests.support import fixture_json, htx_update, post_htx, post_pp
 
-
-@pytest.fixture
-def database_url(pg_url: str) -> str:
-    """PostgreSQL only: SQLite has no statement triggers with transition tables."""
-    _empty_pg(pg_url)
-    return pg_url
+# PostgreSQL only: SQLite has no statement triggers with transition tables.
+pytestmark = pytest.mark.postgresql_only
 
 
 @pytest.fixture

@@ -6,15 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import _empty_pg
 from tests.support import event, htx_update, post_htx
 
-
-@pytest.fixture
-def database_url(pg_url: str) -> str:
-    """PostgreSQL only: SQLite has no server to drop connections, and no receipt pool."""
-    _empty_pg(pg_url)
-    return pg_url
+# PostgreSQL only: SQLite has no server to drop connections, and no receipt pool.
+pytestmark = pytest.mark.postgresql_only
 
 
 def _drop_every_other_connection(engine) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,15 +21,13 @@ from app.settings import Settings
 from tests.console.helpers import csrf_of, login
 from tests.support import ADMIN_TOKEN
 
+# counting lives in Redis, not in the database
+pytestmark = pytest.mark.sqlite_only
+
 LIMIT = 3
 GOOD = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BAD = {"Authorization": "Bearer not-the-admin-token"}
 PROXY = ("127.0.0.1", 40000)  # a trusted proxy: its X-Forwarded-For names the client
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"  # counting lives in Redis, not in the database
 
 
 def throttled(settings: Settings, *, limit: int = LIMIT, window_s: int = 300) -> Settings:

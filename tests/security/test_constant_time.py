@@ -45,6 +45,8 @@ from tests.support import (
     pp_headers,
 )
 
+pytestmark = pytest.mark.sqlite_only
+
 ROOT = Path(__file__).resolve().parents[2]
 _SECRET_WORDS = re.compile(
     r"secrets?|tokens?|signatures?|sigs?|digests?|hexdigest|keys?|apikeys?|passwords?|"
@@ -281,11 +283,6 @@ def test_api_key_authentication_compares_every_key_and_the_signature(counted, ke
 
 
 # --- the same through real requests ---------------------------------------------------------
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"
 
 
 @pytest.fixture

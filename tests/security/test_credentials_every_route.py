@@ -16,7 +16,6 @@ import re
 import textwrap
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +28,9 @@ from app.settings import Settings, parse_config
 from tests.canary import remember_signature
 from tests.conftest import TEST_CONFIG
 from tests.support import ADMIN_TOKEN, API_SECRETS, FINANCE_SECRET, HTX_SECRET, TREASURY_SECRET
+
+# authentication does not depend on the database
+pytestmark = pytest.mark.sqlite_only
 
 _PARAMS = {"event_id": "evt_0123456789abcdef", "source": "htx-main", "order_id": "1"}
 
@@ -72,11 +74,6 @@ def test_the_route_lists_are_the_real_ones():
         and p not in {"/healthz", "/readyz", "/metrics", "/openapi.json"}
     }
     assert not unclassified, f"new routes: decide whether they need credentials: {unclassified}"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"  # authentication does not depend on the database
 
 
 @pytest.fixture

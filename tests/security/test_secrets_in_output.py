@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -44,12 +43,10 @@ from tests.support import (
 )
 from workers.sweeper import sweep_once
 
+# redaction does not depend on the database
+pytestmark = pytest.mark.sqlite_only
+
 REDACTED = "[redacted]"
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"  # redaction does not depend on the database
 
 
 @pytest.fixture

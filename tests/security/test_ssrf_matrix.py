@@ -39,6 +39,9 @@ from tests.conftest import run_jobs
 from tests.counterparts import Served
 from tests.support import FOURPASS_SECRET, FOURPASS_TOKEN, htx_update, post_htx
 
+# the guard does not depend on the database
+pytestmark = pytest.mark.sqlite_only
+
 NON_PUBLIC = r"refused: .* resolves to a non-public address"
 
 
@@ -152,11 +155,6 @@ class Recorder:
     async def next(self, request: Request) -> Response:
         self.hits.append(request.url.path)
         return JSONResponse({"status": "submitted"})
-
-
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/ledger.db"  # the guard does not depend on the database
 
 
 @pytest.fixture
