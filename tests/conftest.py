@@ -35,6 +35,7 @@ from tests.canary import (  # the canary plugin: its fixture and hooks, register
     pytest_runtest_setup,  # noqa: F401
 )
 from tests.support import (
+    ADMIN_TOKEN,
     AUDITOR_SECRET,
     FINANCE_SECRET,
     HTX_SECRET,
@@ -247,6 +248,15 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin_client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    """The app with ``HOOKLEDGER_ADMIN_TOKEN`` set to the canary ``ADMIN_TOKEN``; requests
+    carry no credentials unless the test adds them (``tests.support.admin_auth``)."""
+    app = create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))
+    with TestClient(app, client=("127.0.0.1", 50001)) as test_client:
         yield test_client
 
 

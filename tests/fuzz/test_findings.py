@@ -1,27 +1,18 @@
-"""What the fuzzers found, pinned down as plain cases (each was a 500, or a broken answer, before
-its fix), on SQLite and PostgreSQL alike."""
+"""What the fuzzers found, pinned down as plain cases (each a 500 or a broken answer the code
+must never give), on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
 
-from app.main import create_app
-from app.runtime import Runtime
-from app.settings import load_settings
-from tests.support import TRX_TOKEN, api_get
-
-ADMIN_TOKEN = "findings-admin-token"
+from tests.support import ADMIN_TOKEN, TRX_TOKEN, api_get
 
 
 @pytest.fixture
-def admin(env: dict[str, str], runtime: Runtime) -> Iterator[TestClient]:
-    settings = load_settings({**env, "HOOKLEDGER_ADMIN_TOKEN": ADMIN_TOKEN})
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with TestClient(create_app(settings), client=("127.0.0.1", 50000), headers=headers) as c:
-        yield c
+def admin(admin_client: TestClient) -> TestClient:
+    admin_client.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    return admin_client
 
 
 def test_a_trx_push_without_a_string_type_echoes_big_numbers_bounded(client: TestClient) -> None:

@@ -322,8 +322,14 @@ def _fuzz(operation: Any, variant: Variant, examples: int, seen: Seen) -> None:
 @pytest.fixture
 def fuzz_app(env: dict[str, str], runtime: Any) -> Iterator[Any]:
     """The real app, with an admin token; schemathesis runs its lifespan (in its own event
-    loop thread), so it is shut down here."""
-    app = _loopback(create_app(load_settings({**env, "HOOKLEDGER_ADMIN_TOKEN": ADMIN_TOKEN})))
+    loop thread), so it is shut down here. Its negative cases send wrong tokens by the
+    hundred from one address: the wrong-token limit (tested on its own in
+    tests/security/test_auth_throttle.py) is raised so that the correct ones still reach
+    every operation."""
+    settings = load_settings({**env, "HOOKLEDGER_ADMIN_TOKEN": ADMIN_TOKEN})
+    server = settings.server.model_copy(update={"auth_failure_limit": 1_000_000})
+    file = settings.file.model_copy(update={"server": server})
+    app = _loopback(create_app(settings.model_copy(update={"file": file})))
     try:
         yield app
     finally:

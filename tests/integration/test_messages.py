@@ -28,8 +28,6 @@ from starlette.testclient import TestClient
 
 from app.cli import main as cli
 from app.domain.signing import hmac_sha256_hex
-from app.main import create_app
-from app.settings import Settings
 from tests.canary import remember_signature
 from tests.conftest import run_jobs
 from tests.console.helpers import login
@@ -228,13 +226,6 @@ def test_a_hook_timestamp_in_milliseconds_says_seconds_are_expected(client):
     assert plain(answer.json()["message"]) == (
         "X-Timestamp looks like milliseconds; it must be Unix seconds"
     )
-
-
-@pytest.fixture
-def admin_client(settings: Settings, runtime) -> Iterator[TestClient]:
-    with_token = settings.model_copy(update={"admin_token": ADMIN_TOKEN})
-    with TestClient(create_app(with_token), client=("127.0.0.1", 50002)) as test_client:
-        yield test_client
 
 
 def test_admin_api_times_are_explained(admin_client):

@@ -9,10 +9,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select, text
 from sqlmodel import Session, col
-from starlette.testclient import TestClient
 
 from app.kinds import verify_ledger
-from app.main import create_app
 from app.store.models import EventAction, InboundEvent, JournalEntry
 from tests.conftest import run_jobs
 from tests.support import ADMIN_TOKEN, count, event, hookledger, htx_update, post_htx
@@ -201,13 +199,6 @@ def test_prune_drops_bodies_but_keeps_provenance(client, runtime, env):
 
 
 # --- the admin API ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(settings, runtime) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"admin_token": ADMIN}))
-    with TestClient(app, client=("127.0.0.1", 1)) as c:
-        yield c
 
 
 def auth(actor: str | None = None) -> dict[str, str]:

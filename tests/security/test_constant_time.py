@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
 from app.domain import apikeys, signing
 from app.domain.apikeys import ApiKey
 from app.domain.errors import Unauthorized
-from app.main import create_app
-from app.settings import Settings
 from tests.support import (
     ADMIN_TOKEN,
     API_SECRETS,
@@ -283,13 +280,6 @@ def test_api_key_authentication_compares_every_key_and_the_signature(counted, ke
 
 
 # --- the same through real requests ---------------------------------------------------------
-
-
-@pytest.fixture
-def admin_client(settings: Settings, runtime) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))
-    with TestClient(app, client=("127.0.0.1", 1)) as c:
-        yield c
 
 
 def test_signed_requests_are_judged_by_compare_digest(admin_client, counted):

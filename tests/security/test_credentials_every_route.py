@@ -15,7 +15,6 @@ import base64
 import re
 import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -74,13 +73,6 @@ def test_the_route_lists_are_the_real_ones():
         and p not in {"/healthz", "/readyz", "/metrics", "/openapi.json"}
     }
     assert not unclassified, f"new routes: decide whether they need credentials: {unclassified}"
-
-
-@pytest.fixture
-def admin_client(settings: Settings, runtime) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))
-    with TestClient(app, client=("127.0.0.1", 1)) as c:
-        yield c
 
 
 def _send(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:

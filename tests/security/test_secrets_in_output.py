@@ -20,7 +20,6 @@ from sqlmodel import Session, col
 from starlette.testclient import TestClient
 
 from app.domain.signing import hmac_sha256_hex
-from app.main import create_app
 from app.settings import Settings, load_settings
 from app.store.models import InboundEvent, Signal
 from tests.canary import find_leaks, remember_signature
@@ -98,13 +97,6 @@ when = {{ event = "contract.settled" }}
 """
     )
     return load_settings(env)
-
-
-@pytest.fixture
-def admin_client(settings: Settings, runtime) -> Iterator[TestClient]:
-    app = create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))
-    with TestClient(app, client=("127.0.0.1", 1)) as c:
-        yield c
 
 
 def _receive_everything(client: TestClient) -> list[str]:
