@@ -36,15 +36,9 @@ from tests.canary import (  # the canary plugin: its fixture and hooks, register
 )
 from tests.support import (
     ADMIN_TOKEN,
-    AUDITOR_SECRET,
     FINANCE_SECRET,
     HTX_SECRET,
-    HTX_SECRET_OLD,
-    PP_SECRET,
-    PP_SECRET_OLD,
-    TREASURY_SECRET,
-    TRX_TOKEN,
-    TRX_TOKEN_OLD,
+    TEST_CONFIG,
 )
 
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
@@ -140,76 +134,6 @@ def redis_client(redis_url: str) -> Iterator[Redis]:
     client.close()
 
 
-TEST_CONFIG = f"""
-[server]
-max_body_bytes = 65536
-trusted_proxies = ["127.0.0.1/32"]
-
-[processing]
-queue = "hl-test"
-enqueue_linger_ms = 0               # each receipt's job is queued before its answer
-retry_delays_s = [0, 0]
-stale_after_s = 1
-sweep_interval_s = 0.2
-job_timeout_s = 30
-
-[sources.htx-main]
-kind = "htx"
-account_id = "1001"
-auth = "hmac-sha256"
-secrets = ["${{TEST_HTX_SECRET}}", "{HTX_SECRET_OLD}"]
-
-[sources.htx-ts]
-kind = "htx"
-account_id = "1001"
-auth = "hmac-sha256"
-secrets = ["{HTX_SECRET}"]
-signature_header = "X-Signature"
-timestamp_header = "X-Timestamp"
-tolerance_s = 300
-
-[sources.pp]
-kind = "pingpong"
-account_id = "2002"
-auth = "standard-webhooks"
-secrets = ["{PP_SECRET}", "{PP_SECRET_OLD}"]
-
-[sources.trx]
-kind = "trx-energy"
-account_id = "3003"
-auth = "token"
-secrets = ["{TRX_TOKEN}", "{TRX_TOKEN_OLD}"]
-
-[sources.open]
-kind = "htx"
-account_id = "1001"
-auth = "none"
-allow_ips = ["127.0.0.1/32"]
-
-[api_keys.finance]
-key = "ak_finance"
-secret = "${{TEST_FINANCE_SECRET}}"
-accounts = ["1001"]
-
-[api_keys.treasury]
-key = "ak_treasury"
-secret = "{TREASURY_SECRET}"
-accounts = ["2002", "3003"]
-
-[api_keys.auditor]
-key = "ak_auditor"
-secret = "{AUDITOR_SECRET}"
-accounts = ["*"]
-
-[sources.restricted]
-kind = "htx"
-account_id = "1001"
-auth = "hmac-sha256"
-secrets = ["{HTX_SECRET}"]
-allow_ips = ["203.0.113.0/24"]
-"""
-
-
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     path = tmp_path / "hookledger.toml"
@@ -258,15 +182,3 @@ def admin_client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
     app = create_app(settings.model_copy(update={"admin_token": ADMIN_TOKEN}))
     with TestClient(app, client=("127.0.0.1", 50001)) as test_client:
         yield test_client
-
-
-def run_jobs(runtime: Runtime) -> None:
-    """Run every queued job with a burst worker in this process (the production worker class:
-    RQ's ``SimpleWorker`` with a prompt stop)."""
-    from rq.serializers import JSONSerializer
-
-    from workers.runtime import InProcessWorker
-
-    InProcessWorker(
-        [runtime.events.queue], connection=runtime.redis, serializer=JSONSerializer
-    ).work(burst=True, logging_level="WARNING")

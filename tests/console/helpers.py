@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from app.runtime import Runtime
-from tests.conftest import run_jobs
-from tests.support import ADMIN_TOKEN
+from tests.support import ADMIN_TOKEN, run_jobs
 from workers.sweeper import sweep_once
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')

@@ -20,7 +20,6 @@ from starlette.testclient import TestClient
 from app.console.session import COOKIE
 from app.main import create_app
 from app.store.models import EventAction
-from tests.conftest import run_jobs
 from tests.console.helpers import csrf_of, heal, login, post_form, work_until_dead
 from tests.support import (
     ADMIN_TOKEN,
@@ -35,6 +34,7 @@ from tests.support import (
     post_htx,
     post_pp,
     post_trx,
+    run_jobs,
 )
 
 PAGES = [

@@ -16,11 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import run_jobs
 from tests.console.helpers import break_orders, heal, work_until_dead
 from tests.console.test_browser import browser  # noqa: F401 - the fixture, shared
 from tests.processes import web_server
-from tests.support import ADMIN_TOKEN, TRX_TOKEN, body_of, fixture_json, htx_headers, htx_update
+from tests.support import (
+    ADMIN_TOKEN,
+    TRX_TOKEN,
+    body_of,
+    fixture_json,
+    htx_headers,
+    htx_update,
+    run_jobs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +59,7 @@ def _fits(driver: object, name: str, shots: Path) -> None:
     assert scrolled == [], f"{name}: these scroll sideways at {WIDTH} px: {scrolled}"
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.sqlite_only
 def test_pages_with_long_hashes_fit_1280_px(browser, env, runtime, tmp_path):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec

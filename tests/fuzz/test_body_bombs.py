@@ -22,9 +22,8 @@ import httpx
 import pytest
 
 from tests.canary import capture_file
-from tests.conftest import TEST_CONFIG
 from tests.processes import free_port, stop, wait_until
-from tests.support import body_of, htx_headers, htx_update
+from tests.support import TEST_CONFIG, body_of, htx_headers, htx_update
 
 pytestmark = pytest.mark.slow
 

@@ -47,7 +47,6 @@ from app.domain.apikeys import sign as api_sign
 from app.domain.signing import hmac_sha256_hex, sign_standard_webhook
 from app.main import create_app
 from app.settings import load_settings
-from tests.conftest import run_jobs
 from tests.support import (
     API_SECRETS,
     HTX_SECRET,
@@ -57,6 +56,7 @@ from tests.support import (
     fixture_json,
     htx_update,
     pp_headers,
+    run_jobs,
 )
 
 ADMIN_TOKEN = "fuzz-admin-token-0123456789"

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import run_jobs
-from tests.support import api_get, fixture_json, htx_update, post_htx, post_pp, post_trx
+from tests.support import api_get, fixture_json, htx_update, post_htx, post_pp, post_trx, run_jobs
 
 TX = "/account/v1/transactions"
 

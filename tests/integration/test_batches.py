@@ -19,10 +19,9 @@ from app.kinds.htx.tables import Order, OrderEvent, Trade
 from app.main import create_app
 from app.settings import load_settings
 from app.store.models import InboundEvent, LedgerPosting
-from tests.conftest import run_jobs
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.integration.test_processing import HISTORY, failing_orders  # noqa: F401 - fixture
-from tests.support import count, event, htx_update, post_htx, post_trx
+from tests.support import count, event, htx_update, post_htx, post_trx, run_jobs
 from workers.jobs import process_event, process_events
 
 _orders = itertools.count(5000)

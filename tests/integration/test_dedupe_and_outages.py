@@ -7,8 +7,7 @@ from starlette.testclient import TestClient
 from app.kinds.htx.tables import OrderEvent
 from app.main import create_app
 from app.store.models import InboundEvent
-from tests.conftest import run_jobs
-from tests.support import count, event, fixture_bytes, htx_update, post_htx, post_trx
+from tests.support import count, event, fixture_bytes, htx_update, post_htx, post_trx, run_jobs
 from workers.sweeper import sweep_once
 
 FILLED = htx_update(42, "filled", "0.03", "1260", "0.00006")

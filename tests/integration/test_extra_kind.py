@@ -31,8 +31,7 @@ from app.settings import load_settings
 from app.store import ops
 from app.store.aggregates import post
 from app.store.models import InboundEvent, Signal
-from tests.conftest import run_jobs
-from tests.support import FINANCE_SECRET, api_get, canary
+from tests.support import FINANCE_SECRET, api_get, canary, run_jobs
 
 PARCEL_SECRET = canary("parcel-courier")
 

@@ -9,8 +9,15 @@ import json
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import run_jobs
-from tests.support import fixture_json, hookledger, htx_update, post_htx, post_pp, post_trx
+from tests.support import (
+    fixture_json,
+    hookledger,
+    htx_update,
+    post_htx,
+    post_pp,
+    post_trx,
+    run_jobs,
+)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from sqlmodel import Session
 
 from app.kinds import verify_ledger
 from app.store.models import LedgerPosting, table_of
-from tests.conftest import run_jobs
-from tests.support import fixture_json, htx_update, post_htx, post_pp
+from tests.support import fixture_json, htx_update, post_htx, post_pp, run_jobs
 
 # PostgreSQL only: SQLite has no statement triggers with transition tables.
 pytestmark = pytest.mark.postgresql_only

@@ -13,8 +13,7 @@ from sqlmodel import Session, col
 
 from app.kinds import verify_ledger
 from app.store.models import AccountBalance, JournalEntry, LedgerPosting
-from tests.conftest import run_jobs
-from tests.support import fixture_json, htx_update, post_htx, post_pp, post_trx
+from tests.support import fixture_json, htx_update, post_htx, post_pp, post_trx, run_jobs
 
 
 def customer_rows(engine, account: str) -> list[tuple[str, str, D, D]]:

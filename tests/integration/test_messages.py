@@ -29,9 +29,8 @@ from starlette.testclient import TestClient
 from app.cli import main as cli
 from app.domain.signing import hmac_sha256_hex
 from tests.canary import remember_signature
-from tests.conftest import run_jobs
 from tests.console.helpers import login
-from tests.support import ADMIN_TOKEN, HTX_SECRET, api_get, htx_update, post_htx
+from tests.support import ADMIN_TOKEN, HTX_SECRET, api_get, htx_update, post_htx, run_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = "htx-main, htx-ts, open, pp, restricted, trx"

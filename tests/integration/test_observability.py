@@ -15,9 +15,8 @@ from sqlalchemy import update
 from sqlmodel import Session
 
 from app.store.models import InboundEvent
-from tests.conftest import run_jobs
 from tests.processes import free_port, spawn, stop, wait_until, web_server
-from tests.support import body_of, htx_headers, htx_update, post_htx
+from tests.support import body_of, htx_headers, htx_update, post_htx, run_jobs
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

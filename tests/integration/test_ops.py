@@ -12,8 +12,7 @@ from sqlmodel import Session, col
 
 from app.kinds import verify_ledger
 from app.store.models import EventAction, InboundEvent, JournalEntry
-from tests.conftest import run_jobs
-from tests.support import ADMIN_TOKEN, count, event, hookledger, htx_update, post_htx
+from tests.support import ADMIN_TOKEN, count, event, hookledger, htx_update, post_htx, run_jobs
 from workers.sweeper import sweep_once
 
 ADMIN = ADMIN_TOKEN

@@ -20,9 +20,8 @@ from sqlmodel import Session
 from app.kinds.htx.tables import Order, OrderEvent
 from app.store.models import InboundEvent
 from app.store.queue import job_id
-from tests.conftest import run_jobs
 from tests.processes import spawn, stop, wait_until, web_server
-from tests.support import body_of, count, event, htx_headers, htx_update, post_htx
+from tests.support import body_of, count, event, htx_headers, htx_update, post_htx, run_jobs
 from workers.sweeper import sweep_once
 
 pytestmark = pytest.mark.slow

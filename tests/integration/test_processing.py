@@ -16,8 +16,7 @@ from sqlmodel import Session
 from app.cli import main as cli
 from app.kinds.htx.tables import Order, OrderEvent
 from app.store.models import EventAttempt
-from tests.conftest import run_jobs
-from tests.support import count, event, htx_update, post_htx
+from tests.support import count, event, htx_update, post_htx, run_jobs
 from workers.jobs import process_event
 from workers.sweeper import sweep_once
 

@@ -10,8 +10,7 @@ from sqlmodel import Session
 from app.kinds.htx.tables import Order, OrderEvent, Trade
 from app.kinds.pingpong.tables import Contract, ContractEventRow
 from app.kinds.trx_energy.tables import Deposit, RentalOrder
-from tests.conftest import run_jobs
-from tests.support import count, event, fixture_bytes, post_htx, post_pp, post_trx
+from tests.support import count, event, fixture_bytes, post_htx, post_pp, post_trx, run_jobs
 
 
 def test_htx_filled_order_with_trades_is_applied(client, runtime):

@@ -15,7 +15,6 @@ from sqlmodel import Session, col
 
 from app.settings import ConfigError, load_settings, parse_config
 from app.store.models import Signal, SignalAttempt
-from tests.conftest import run_jobs
 from tests.counterparts import FourPass, Receiver, Served
 from tests.processes import spawn, stop, wait_until
 from tests.support import (
@@ -28,6 +27,7 @@ from tests.support import (
     post_htx,
     post_pp,
     post_trx,
+    run_jobs,
 )
 from workers.sweeper import sweep_once
 

@@ -34,10 +34,9 @@ from app.kinds.htx.tables import OrderEvent
 from app.runtime import Runtime
 from app.store.models import InboundEvent
 from app.store.queue import make_queue
-from tests.conftest import TEST_CONFIG
 from tests.integration.test_ledger_worked_examples import assert_ledger_verifies
 from tests.processes import spawn, start_web, stop, timed_stop, wait_until
-from tests.support import body_of, htx_headers, htx_update
+from tests.support import TEST_CONFIG, body_of, htx_headers, htx_update
 from workers.runtime import InProcessWorker
 from workers.sweeper import sweep_once
 
@@ -194,7 +193,7 @@ def assert_prompt(stops: dict[str, list[tuple[float, int]]]) -> None:
         assert all(code == 0 and took < STOP_BOUND_S for took, code in times), f"{report}"
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.sqlite_only
 def test_idle_web_workers_and_sweeper_stop_at_once(env, runtime, procs):
     # Idle, no storage work happens while a process stops, so SQLite stands for both.
     web, base = start_web(env)

@@ -19,7 +19,6 @@ from app.domain.signing import hmac_sha256_hex, sign_standard_webhook
 from app.settings import load_settings
 from tests import canary
 from tests.canary import MARKER, find_leaks, remember_signature
-from tests.conftest import TEST_CONFIG
 from tests.processes import spawn, stop
 from tests.support import (
     ADMIN_TOKEN,
@@ -28,6 +27,7 @@ from tests.support import (
     FOURPASS_TOKEN,
     HTX_SECRET,
     PP_SECRET,
+    TEST_CONFIG,
     TRX_TOKEN,
     WEBHOOK_TARGET_SECRET,
 )

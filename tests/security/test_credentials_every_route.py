@@ -25,8 +25,14 @@ from app.domain.apikeys import sign
 from app.main import create_app
 from app.settings import Settings, parse_config
 from tests.canary import remember_signature
-from tests.conftest import TEST_CONFIG
-from tests.support import ADMIN_TOKEN, API_SECRETS, FINANCE_SECRET, HTX_SECRET, TREASURY_SECRET
+from tests.support import (
+    ADMIN_TOKEN,
+    API_SECRETS,
+    FINANCE_SECRET,
+    HTX_SECRET,
+    TEST_CONFIG,
+    TREASURY_SECRET,
+)
 
 # authentication does not depend on the database
 pytestmark = pytest.mark.sqlite_only

@@ -25,9 +25,9 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tests.conftest import REDIS_URL, TEST_CONFIG, _unavailable
+from tests.conftest import REDIS_URL, _unavailable
 from tests.processes import web_server
-from tests.support import FINANCE_SECRET, HTX_SECRET, body_of, htx_headers, htx_update
+from tests.support import FINANCE_SECRET, HTX_SECRET, TEST_CONFIG, body_of, htx_headers, htx_update
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,6 @@ from app.domain.signing import hmac_sha256_hex
 from app.settings import Settings, load_settings
 from app.store.models import InboundEvent, Signal
 from tests.canary import find_leaks, remember_signature
-from tests.conftest import run_jobs
 from tests.counterparts import FourPass, Receiver, Served
 from tests.support import (
     ADMIN_TOKEN,
@@ -39,6 +38,7 @@ from tests.support import (
     htx_headers,
     htx_update,
     pp_headers,
+    run_jobs,
 )
 from workers.sweeper import sweep_once
 

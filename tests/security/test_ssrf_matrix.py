@@ -35,9 +35,8 @@ from starlette.routing import Route
 from app.settings import Settings, load_settings
 from app.signals import net
 from app.store.models import Signal, SignalAttempt
-from tests.conftest import run_jobs
 from tests.counterparts import Served
-from tests.support import FOURPASS_SECRET, FOURPASS_TOKEN, htx_update, post_htx
+from tests.support import FOURPASS_SECRET, FOURPASS_TOKEN, htx_update, post_htx, run_jobs
 
 # the guard does not depend on the database
 pytestmark = pytest.mark.sqlite_only
