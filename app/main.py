@@ -29,6 +29,7 @@ from app.logconfig import configure_logging
 from app.middleware import BodyDeadline, RequestObserver
 from app.responses import json_response
 from app.routes import admin, ledger
+from app.routes.errors import status_of
 from app.routes.health import healthz, metrics, readyz
 from app.routes.hooks import receive_hook
 from app.runtime import Runtime
@@ -185,7 +186,7 @@ def _without_trailing_slash(request: Request) -> str | None:
 
 async def _timeout_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestTimeout)
-    return json_response(exc.body(), exc.status, headers={"connection": "close"})
+    return json_response(exc.body(), status_of(exc), headers={"connection": "close"})
 
 
 async def _server_error(_request: Request, exc: Exception) -> Response:

@@ -36,6 +36,7 @@ from app import kinds
 from app.domain.money import parse_decimal
 from app.domain.netaddr import IPNetwork
 from app.domain.signing import decode_webhook_secret
+from app.errors import HookledgerError
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/hookledger.db"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,7 +44,7 @@ _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class ConfigError(Exception):
+class ConfigError(HookledgerError):
     """The configuration is unusable; the message names every bad key."""
 
 

@@ -36,6 +36,8 @@ from typing import IO, NoReturn
 
 import httpx
 
+from app.errors import HookledgerError
+
 STOP_GRACE_S = 25.0  # under Kubernetes' and systemd's usual 30 s
 READY_TIMEOUT_S = 60.0
 SETTLE_S = 3.0  # a child alive this long after the web answered has started
@@ -44,7 +46,7 @@ HEALTHY_RUN_S = 60.0  # a child that ran this long restarts after the shortest b
 EXIT_REFUSED = 2  # the exit status of a hookledger process that refuses its configuration
 
 
-class StartFailed(Exception):
+class StartFailed(HookledgerError):
     """A child could not start; the message names it and the cause."""
 
 

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from app.domain.netaddr import IPAddress, client_address
+from app.errors import DependencyDown
 from app.settings import ServerConfig
 
 _PREFIX = "hl:authfail:"
@@ -40,7 +41,7 @@ return n
 """
 
 
-class ThrottleUnavailable(Exception):
+class ThrottleUnavailable(DependencyDown):
     """Redis did not answer, so failures can be neither checked nor counted."""
 
 

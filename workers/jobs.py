@@ -27,6 +27,7 @@ from app import metrics
 from app.domain.errors import HookError, PermanentError, ProcessingError
 from app.domain.money import exact
 from app.domain.payloads import ParsedEvent
+from app.errors import DependencyDown
 from app.kinds import parse_event
 from app.runtime import Runtime, get_runtime
 from app.services.apply import ApplyContext, aggregate_of, apply_event, lock_aggregates
@@ -311,7 +312,7 @@ def _queue_signals(runtime: Runtime, created: list[int]) -> None:
             log.warning("signal.enqueue_failed", signal_id=signal_id, error=type(exc).__name__)
 
 
-class DatabaseUnreachable(Exception):
+class DatabaseUnreachable(DependencyDown):
     """The job could neither apply its event nor record the failure."""
 
 

@@ -10,13 +10,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from app.console.session import cookie_path
+from app.errors import HookledgerError
 from app.timeparse import parse_when
 
 MAX_FORM_BYTES = 16_384
 _TEXT_MAX = 200
 
 
-class ConsoleError(Exception):
+class ConsoleError(HookledgerError):
     """A request the console refuses; ``status`` is the 4xx (or 503) of the page shown."""
 
     def __init__(self, status: int, message: str) -> None:

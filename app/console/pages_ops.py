@@ -150,7 +150,7 @@ async def _signal(visit: Visit, name: str, signal_id: int) -> Response:
     def query(session: Session) -> dict[str, Any]:
         sig = session.get(Signal, signal_id)
         if sig is None:
-            raise ops.OpsError(404, f"No signal {name}.")
+            raise ops.NotFound(f"No signal {name}.")
         return {
             **signal_store.summary(sig),
             "attempts_log": signal_store.attempts(session, signal_id),

@@ -32,6 +32,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.errors import DependencyDown
+
 COOKIE = "hookledger_console"
 LOGIN_TTL_S = 8 * 3600
 FORM_TTL_S = 3600  # a login form left open longer asks for a reload
@@ -40,7 +42,7 @@ _MAX_FLASHES = 5
 _LIVE_PREFIX = "hl:console:session:"
 
 
-class SessionsUnavailable(Exception):
+class SessionsUnavailable(DependencyDown):
     """Redis did not answer: no login can be started, checked or ended."""
 
 

@@ -35,6 +35,7 @@ from app.console.session import (
     is_live,
 )
 from app.domain.money import canonical
+from app.routes.errors import status_of
 from app.runtime import Runtime
 from app.settings import Settings
 from app.store import ops
@@ -191,8 +192,10 @@ class Console:
             try:
                 form = await _checked_form(request, session) if request.method == "POST" else {}
                 return await handler(Visit(self, request, session, form))
-            except (ConsoleError, ops.OpsError) as exc:
+            except ConsoleError as exc:
                 return self.error_page(request, session, exc.status, exc.message)
+            except ops.OpsError as exc:
+                return self.error_page(request, session, status_of(exc), exc.message)
             except SessionsUnavailable:
                 return self.sessions_down(request)
             except (OperationalError, InterfaceError) as exc:

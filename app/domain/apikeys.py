@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from app.domain.signing import hmac_sha256_hex
+from app.errors import HookledgerError
 
 TOLERANCE_MS = 300_000
 # Read as milliseconds, these are 1970 or after 5138; read as seconds (from 2001), microseconds
@@ -34,12 +35,18 @@ NOT_FOUND = 40401
 UNAVAILABLE = 50301
 
 
-class ApiError(Exception):
-    """An accountants' API failure: HTTP ``status`` and the envelope's ``code``."""
+class ApiError(HookledgerError):
+    """An accountants' API failure: the envelope's ``code`` (``40102``: its first three digits
+    are the HTTP status the edge answers with), a message and details."""
 
-    def __init__(self, status: int, code: int, message: str, details: str = "") -> None:
+    def __init__(self, code: int, message: str, details: str = "") -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
+        self.code, self.message, self.details = code, message, details
+
+    @property
+    def http_status(self) -> int:
+        """The status the envelope's code stands for (``40102`` is 401)."""
+        return self.code // 100
 
     def body(self) -> dict[str, object]:
         return {"code": self.code, "message": self.message, "details": self.details}
@@ -80,7 +87,6 @@ def _check_timestamp(stamp: str, now_ms: int) -> None:
     shown = stamp[:24] + ("..." if len(stamp) > 24 else "")
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 19:
         raise ApiError(
-            401,
             STALE_TIMESTAMP,
             "bad timestamp",
             f"X-API-Timestamp {shown!r} is not a number of milliseconds since the epoch "
@@ -91,7 +97,6 @@ def _check_timestamp(stamp: str, now_ms: int) -> None:
         if low <= value < high:
             ms = value * times // divided_by
             raise ApiError(
-                401,
                 STALE_TIMESTAMP,
                 f"timestamp in {unit}",
                 f"X-API-Timestamp {stamp} looks like {unit} ({_utc(ms)}); send milliseconds "
@@ -99,7 +104,6 @@ def _check_timestamp(stamp: str, now_ms: int) -> None:
             )
     if abs(now_ms - value) > TOLERANCE_MS:
         raise ApiError(
-            401,
             STALE_TIMESTAMP,
             "stale timestamp",
             f"X-API-Timestamp {stamp} is {_utc(value)}, {abs(now_ms - value) // 1000} s from "
@@ -122,7 +126,6 @@ def authenticate(
     signature = headers.get("x-api-signature")
     if not presented_key or not stamp or not signature:
         raise ApiError(
-            401,
             MISSING_CREDENTIALS,
             "missing credentials",
             "send X-API-Key, X-API-Timestamp and X-API-Signature",
@@ -137,5 +140,5 @@ def authenticate(
         expected.encode(), signature.strip().lower().encode("utf-8", "replace")
     )
     if found is None or not valid:
-        raise ApiError(401, BAD_SIGNATURE, "invalid signature", "unknown key or signature mismatch")
+        raise ApiError(BAD_SIGNATURE, "invalid signature", "unknown key or signature mismatch")
     return found

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, Inexact, Rounded, localcontext
 
 from app.domain.money import MAX_INT_DIGITS, strip_zeros
+from app.errors import HookledgerError
 
 ZERO = Decimal(0)
 _PRICE_PLACES = Decimal("1e-18")
@@ -49,7 +50,7 @@ class EntryDraft:
     postings: tuple[Posting, ...] = field(default_factory=tuple)
 
 
-class UnbalancedEntry(ValueError):
+class UnbalancedEntry(HookledgerError, ValueError):
     """An entry's postings do not sum to zero in some currency."""
 
 

@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import kinds, metrics
+from app.errors import HookledgerError
 from app.responses import json_response
+from app.routes.errors import status_of
 from app.runtime import Runtime
 from app.services import replay as service
 from app.store import ops
@@ -48,7 +50,10 @@ def _path_id(request: Request) -> str:
 _MAX_BODY = 16_384
 
 
-class AdminError(Exception):
+class AdminError(HookledgerError):
+    """The admin API's own refusals (credentials, throttling, bad input), with the answer's
+    status: an error of the edge itself."""
+
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
@@ -102,8 +107,14 @@ def admin(
             body = {"error": exc.code, "message": exc.message}
             return json_response(body, exc.status, headers=exc.headers)
         except ops.OpsError as exc:
-            code = {404: "not_found", 409: "conflict"}.get(exc.status, "bad_request")
-            return json_response({"error": code, "message": exc.message}, exc.status)
+            code = (
+                "not_found"
+                if isinstance(exc, ops.NotFound)
+                else "conflict"
+                if isinstance(exc, ops.Conflict)
+                else "bad_request"
+            )
+            return json_response({"error": code, "message": exc.message}, status_of(exc))
 
     return endpoint
 
@@ -188,7 +199,7 @@ async def show_event(request: Request, runtime: Runtime, _actor: str) -> dict[st
                 return ops.detail(session, event_id, kinds.effect_counters())
             sig = session.get(Signal, signal_id)
             if sig is None:
-                raise ops.OpsError(404, f"no signal {event_id}")
+                raise ops.NotFound(f"no signal {event_id}")
             return {
                 **signal_store.summary(sig),
                 "attempts_log": signal_store.attempts(session, signal_id),

@@ -15,11 +15,19 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from app import metrics
-from app.domain.errors import BadRequest, Forbidden, HookError, TooLarge, UnknownSource
+from app.domain.errors import (
+    BadRequest,
+    Forbidden,
+    HookError,
+    RequestTimeout,
+    TooLarge,
+    UnknownSource,
+)
 from app.domain.netaddr import client_address, in_networks
 from app.ingest import Ingestor, authenticate
 from app.kinds import accepted_media_type
 from app.responses import json_response
+from app.routes.errors import status_of
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -84,11 +92,12 @@ async def receive_hook(request: Request) -> Response:
             now=now,
         )
     except HookError as exc:
-        log.info("hook.rejected", status=exc.status, reason=exc.code, message=exc.message)
-        _count(name if source else metrics.UNKNOWN, exc.status, exc.code)
+        status = status_of(exc)
+        log.info("hook.rejected", status=status, reason=exc.code, message=exc.message)
+        _count(name if source else metrics.UNKNOWN, status, exc.code)
         # After a 408 the rest of the body may still come: the connection cannot be reused.
-        headers = {"connection": "close"} if exc.status == 408 else None
-        return json_response(exc.body(), exc.status, headers=headers)
+        headers = {"connection": "close"} if isinstance(exc, RequestTimeout) else None
+        return json_response(exc.body(), status, headers=headers)
     except ClientDisconnect:
         log.info("hook.client_disconnected")
         _count(name, 400, "bad_request")

@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 
 def _bad(message: str) -> ApiError:
-    return ApiError(400, apikeys.BAD_PARAMETER, "bad parameter", message)
+    return ApiError(apikeys.BAD_PARAMETER, "bad parameter", message)
 
 
 class Params:
@@ -113,7 +113,6 @@ def _accounts(key: ApiKey, requested: str | None) -> list[str] | None:
     if requested is not None:
         if not key.may_read(requested):
             raise ApiError(
-                403,
                 apikeys.ACCOUNT_FORBIDDEN,
                 "account not allowed",
                 f"this key may not read account {requested}",
@@ -147,7 +146,6 @@ async def _read(request: Request, fn: Callable[[Session], T]) -> T:
         return await to_thread.run_sync(run)
     except (OperationalError, InterfaceError) as exc:
         raise ApiError(
-            503,
             apikeys.UNAVAILABLE,
             "ledger unavailable",
             "the ledger database did not answer; try again shortly",
@@ -166,7 +164,7 @@ def api(handler: Callable[[Request, ApiKey], Any]) -> Callable[[Request], Any]:
             key = await _authenticate(request)
             return _ok(await handler(request, key))
         except ApiError as exc:
-            return json_response(exc.body(), exc.status)
+            return json_response(exc.body(), exc.http_status)
 
     return endpoint
 
@@ -304,7 +302,6 @@ def _detail(listing: Listing) -> Callable[[Request], Any]:
         if record is None:
             # Not found and not allowed look the same: a key learns nothing of other accounts.
             raise ApiError(
-                404,
                 apikeys.NOT_FOUND,
                 f"{listing.singular} not found",
                 f"no {listing.singular} {ident} of {source} for this key",

@@ -71,7 +71,7 @@ def replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) -
     try:
         return _replay(runtime, event_id, actor=actor, reason=reason)
     except ops.OpsError as exc:
-        if exc.status == 409:
+        if isinstance(exc, ops.Conflict):
             _refused(runtime, event_id, "replay", exc, actor=actor, reason=reason)
         raise
 
@@ -110,7 +110,7 @@ def discard(runtime: Runtime, event_id: str, *, actor: str, reason: str) -> Outc
             else:
                 outcome = ops.discard(session, event_id, actor=actor, reason=reason, now=utcnow())
     except ops.OpsError as exc:
-        if exc.status == 409:
+        if isinstance(exc, ops.Conflict):
             _refused(runtime, event_id, "discard", exc, actor=actor, reason=reason)
         raise
     log.info("event.discarded", event_id=event_id, actor=actor)
@@ -121,7 +121,7 @@ def _preview_signal(runtime: Runtime, name: str, signal_id: int) -> Outcome:
     with Session(read_only(runtime.engine)) as session:
         sig = session.get(Signal, signal_id)
         if sig is None:
-            raise ops.OpsError(404, f"no signal {name}")
+            raise ops.NotFound(f"no signal {name}")
         if sig.status == "delivered":
             return Outcome(name, "already_applied")
         request = {"target": sig.target, "rule": sig.rule, "send": orjson.loads(sig.payload)}
@@ -138,7 +138,7 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
         session.begin()
         row = event_store.lock_event(session, event_id)
         if row is None:
-            raise ops.OpsError(404, f"no event {event_id}")
+            raise ops.NotFound(f"no event {event_id}")
         if row.status in event_store.APPLIED:
             return Outcome(event_id, "already_applied")
         if row.body_pruned_at is not None:

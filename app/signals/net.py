@@ -18,6 +18,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from app.errors import HookledgerError
+
 MAX_REDIRECTS = 3
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -28,11 +30,11 @@ _TUNNELS = (ipaddress.ip_network("2002::/16"), ipaddress.ip_network("2001::/32")
 _IETF_V4 = ipaddress.ip_network("192.0.0.0/24")
 
 
-class BlockedTarget(Exception):
+class BlockedTarget(HookledgerError):
     """The target may not be reached: a non-public address, a bad URL or redirect."""
 
 
-class Unresolvable(Exception):
+class Unresolvable(HookledgerError):
     """The host name did not resolve (maybe for now): retryable, nothing was sent."""
 
 

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlmodel import Session, col
 
+from app.errors import HookledgerError
 from app.store import events as event_store
 from app.store.models import (
     EventAction,
@@ -31,12 +32,20 @@ STATUSES = ("received", "processed", "unhandled", "retrying", "dead", "discarded
 REPLAYABLE = frozenset({"received", "retrying", "dead", "discarded"})
 
 
-class OpsError(Exception):
-    """An ops request that cannot be carried out; ``status`` is the HTTP status to answer."""
+class OpsError(HookledgerError):
+    """An ops request that cannot be carried out: bad input (a missing reason, ...)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.message = message
+
+
+class NotFound(OpsError):
+    """No such event or signal."""
+
+
+class Conflict(OpsError):
+    """The event or signal is not in a state that allows the request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +62,7 @@ class EventFilter:
             where.append(col(e.source) == self.source)
         if self.status:
             if self.status not in STATUSES:
-                raise OpsError(400, f"status must be one of {', '.join(STATUSES)}")
+                raise OpsError(f"status must be one of {', '.join(STATUSES)}")
             where.append(col(e.status) == self.status)
         if self.since:
             where.append(col(e.received_at) >= self.since)
@@ -109,7 +118,7 @@ def detail(
     (with the rows each of ``counters`` counts: ``app.kinds.effect_counters()``)."""
     row = session.get(InboundEvent, event_id)
     if row is None:
-        raise OpsError(404, f"no event {event_id}")
+        raise NotFound(f"no event {event_id}")
     attempts = session.execute(
         select(EventAttempt)
         .where(col(EventAttempt.event_id) == event_id)
@@ -213,14 +222,14 @@ def replay(
     ``"already_applied"``. The caller commits, then queues the job. Raises ``OpsError``."""
     row = event_store.lock_event(session, event_id)
     if row is None:
-        raise OpsError(404, f"no event {event_id}")
+        raise NotFound(f"no event {event_id}")
     if row.status in event_store.APPLIED:
         record_action(
             session, event_id, "replay", "already_applied", actor=actor, reason=reason, now=now
         )
         return "already_applied"
     if row.body_pruned_at is not None:
-        raise OpsError(409, f"event {event_id} cannot be replayed: its raw body was pruned")
+        raise Conflict(f"event {event_id} cannot be replayed: its raw body was pruned")
     row.status = "received"
     row.retry_base = row.attempts
     row.next_attempt_at = None
@@ -234,14 +243,12 @@ def replay(
 def discard(session: Session, event_id: str, *, actor: str, reason: str, now: datetime) -> str:
     """Give up on an event that is not applied; return ``"discarded"``. Raises ``OpsError``."""
     if not reason.strip():
-        raise OpsError(400, "a discard needs a reason")
+        raise OpsError("a discard needs a reason")
     row = event_store.lock_event(session, event_id)
     if row is None:
-        raise OpsError(404, f"no event {event_id}")
+        raise NotFound(f"no event {event_id}")
     if row.status in event_store.APPLIED:
-        raise OpsError(
-            409, f"event {event_id} is {row.status}: its effect stays; nothing to discard"
-        )
+        raise Conflict(f"event {event_id} is {row.status}: its effect stays; nothing to discard")
     if row.status == "discarded":
         return "discarded"
     row.status = "discarded"

@@ -9,7 +9,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlmodel import Session, col
 
 from app.store.models import InboundEvent, Signal, SignalAttempt, TargetState
-from app.store.ops import OpsError, record_action
+from app.store.ops import Conflict, NotFound, OpsError, record_action
 
 PENDING = ("pending", "retrying", "sending")
 FINAL = ("delivered", "dead", "discarded")
@@ -141,7 +141,7 @@ def _lock(session: Session, signal_id: int) -> Signal:
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if sig is None:
-        raise OpsError(404, f"no signal sig_{signal_id}")
+        raise NotFound(f"no signal sig_{signal_id}")
     return sig
 
 
@@ -174,10 +174,9 @@ def replay(
     if sig.status == "sending":
         # A fresh body now could act a second time if the send in flight lands: wait for it
         # (the sweeper settles an abandoned send within its timeouts plus a few seconds).
-        raise OpsError(409, f"sig_{signal_id} is being sent right now; replay it once that settles")
+        raise Conflict(f"sig_{signal_id} is being sent right now; replay it once that settles")
     if sig.outcome_unknown and sig.status != "dead":
-        raise OpsError(
-            409,
+        raise Conflict(
             f"sig_{signal_id} may already have been acted on and is still being resolved "
             "(its unanswered body is being resent); replay it if it ends dead",
         )
@@ -205,14 +204,12 @@ def record_refusal(
 
 def discard(session: Session, signal_id: int, *, actor: str, reason: str, now: datetime) -> str:
     if not reason.strip():
-        raise OpsError(400, "a discard needs a reason")
+        raise OpsError("a discard needs a reason")
     sig = _lock(session, signal_id)
     if sig.status == "delivered":
-        raise OpsError(409, f"sig_{signal_id} was delivered; nothing to discard")
+        raise Conflict(f"sig_{signal_id} was delivered; nothing to discard")
     if sig.status == "sending":
-        raise OpsError(
-            409, f"sig_{signal_id} is being sent right now; discard it once that settles"
-        )
+        raise Conflict(f"sig_{signal_id} is being sent right now; discard it once that settles")
     sig.status = "discarded"
     sig.next_attempt_at = None
     session.add(sig)

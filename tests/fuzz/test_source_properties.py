@@ -25,6 +25,7 @@ from app.domain.money import canonical
 from app.domain.payloads import FORM, JSON, ParsedEvent
 from app.kinds import parse_event
 from app.responses import dumps
+from app.routes.errors import status_of
 
 KINDS = ("htx", "pingpong", "trx-energy")
 HTX_FIELDS = [
@@ -160,12 +161,12 @@ def outcome(kind: str, body: bytes, media: str = JSON) -> ParsedEvent | None:
     try:
         event = parse_event(kind, body, media)
     except BadRequest as exc:
-        assert exc.status == 400
+        assert status_of(exc) == 400
         assert exc.message
         dumps(exc.body())
         return None
     except ValidationFailed as exc:
-        assert exc.status == 422
+        assert status_of(exc) == 422
         assert exc.detail
         for error in exc.detail:
             assert set(error) == {"type", "loc", "msg", "input"}

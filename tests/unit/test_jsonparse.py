@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from app.domain.errors import BadRequest
 from app.domain.jsonparse import MAX_DEPTH, MAX_NUMBER_CHARS, loads_exact
+from app.routes.errors import status_of
 
 
 def test_fractions_become_exact_decimals() -> None:
@@ -213,7 +214,7 @@ def test_arbitrary_bytes_parse_or_raise_bad_request_only(body: bytes) -> None:
     try:
         loads_exact(body)
     except BadRequest as exc:
-        assert exc.status == 400
+        assert status_of(exc) == 400
 
 
 @pytest.mark.parametrize(

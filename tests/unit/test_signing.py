@@ -22,6 +22,7 @@ from app.domain.signing import (
     verify_standard_webhook,
     verify_token,
 )
+from app.routes.errors import status_of
 from tests.canary import canary, canary_whsec
 
 NOW = 1_704_440_609
@@ -58,7 +59,7 @@ def assert_only_unauthorized(call: Callable[[], object]) -> Unauthorized:
         call()
     exc = info.value
     assert type(exc) is Unauthorized, f"{type(exc).__name__} escaped: {exc!r}"
-    assert exc.status == 401
+    assert status_of(exc) == 401
     assert exc.code == "unauthorized"
     return exc
 

@@ -15,6 +15,7 @@ from app.domain.errors import BadRequest, UnsupportedMedia, ValidationFailed
 from app.domain.payloads import FORM, JSON, ParsedEvent
 from app.kinds import accepted_media_type as check_media_type
 from app.kinds import parse_event
+from app.routes.errors import status_of
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TX_HASH = "9e1babdab1fc7c92ee3a254474763a43c75cf37350d1cd22c18a451183ede4be"
@@ -43,7 +44,7 @@ def failure(kind: str, data: Any) -> list[dict[str, Any]]:
         assert error["loc"][0] == "body"
         assert isinstance(error["msg"], str)
         assert isinstance(error["type"], str)
-    assert info.value.status == 422
+    assert status_of(info.value) == 422
     assert info.value.body() == {"detail": detail}
     return detail
 
@@ -98,7 +99,7 @@ def test_form_is_accepted_for_htx_only() -> None:
 def test_other_or_missing_media_types_are_unsupported(kind: str, content_type: str | None) -> None:
     with pytest.raises(UnsupportedMedia) as info:
         check_media_type(kind, content_type)
-    assert info.value.status == 415
+    assert status_of(info.value) == 415
 
 
 # ---------------------------------------------------------------- htx
