@@ -2,10 +2,10 @@
 pages themselves are in ``pages_ops`` and ``pages_ledger``; the session cookie in ``session``;
 forms and query parameters in ``inputs``.
 
-Errors are mapped to pages here, in one place: ``ConsoleError`` and ``ops.OpsError`` carry their
-own 4xx status; a database that does not answer is a 503 page, and so is Redis, where logins
-live (``session``): a login that cannot be checked is not trusted. A handler never returns a
-500 for anything a person can type.
+Errors are mapped to pages here, in one place: a ``ConsoleError`` carries its page's 4xx
+status, an ``ops.OpsError`` gets the edge's (``app.routes.errors``); a database that does not
+answer is a 503 page, and so is Redis, where logins live (``session``): a login that cannot be
+checked is not trusted. A handler never returns a 500 for anything a person can type.
 """
 
 from __future__ import annotations
