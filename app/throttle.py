@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
-from app.domain.netaddr import IPAddress, client_address
+from app.domain.netaddr import IPAddress, request_client
 from app.errors import DependencyDown
 from app.settings import ServerConfig
 
@@ -97,10 +97,8 @@ def throttle_for(request: Request) -> Throttle:
 
 def _who(request: Request, server: ServerConfig) -> str:
     peer = request.client.host if request.client else None
-    trusted = server.trusted_proxies
-    # As the hooks route: several X-Forwarded-For lines are one list (RFC 9110).
-    forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) if trusted else None
-    return _counted_as(client_address(peer, forwarded or None, trusted))
+    forwarded = request.headers.getlist("x-forwarded-for")
+    return _counted_as(request_client(peer, forwarded, server.trusted_proxies))
 
 
 def _counted_as(address: IPAddress | None) -> str:

@@ -34,6 +34,16 @@ def in_networks(addr: IPAddress | None, networks: Sequence[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in networks)
 
 
+def request_client(
+    peer: str | None, forwarded_lines: Sequence[str], trusted: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The client's address of a request from ``peer`` with these X-Forwarded-For header
+    lines. Several lines are one list (RFC 9110): a proxy that appends its own line must not
+    let the first, client-written line decide."""
+    forwarded = ", ".join(forwarded_lines) if trusted and forwarded_lines else None
+    return client_address(peer, forwarded, trusted)
+
+
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
 ) -> IPAddress | None:

@@ -23,7 +23,7 @@ from app.domain.errors import (
     TooLarge,
     UnknownSource,
 )
-from app.domain.netaddr import client_address, in_networks
+from app.domain.netaddr import in_networks, request_client
 from app.ingest import Ingestor, authenticate
 from app.kinds import accepted_media_type
 from app.responses import json_response
@@ -69,11 +69,8 @@ async def receive_hook(request: Request) -> Response:
         if source is None:
             raise UnknownSource(f"no source named {name!r}")
         peer = request.client.host if request.client else None
-        # Several X-Forwarded-For lines are one list (RFC 9110): a proxy that appends its own
-        # line must not let the first, client-written line decide.
-        trusted = settings.server.trusted_proxies
-        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) if trusted else None
-        client = client_address(peer, forwarded or None, trusted)
+        forwarded = request.headers.getlist("x-forwarded-for")
+        client = request_client(peer, forwarded, settings.server.trusted_proxies)
         if source.allow_ips and not in_networks(client, source.allow_ips):
             raise Forbidden(f"client address {client} is not allowed for source {name!r}")
         if token is not None and source.auth != "token":
