@@ -42,26 +42,21 @@ def ensure_credentials(settings: Settings, var_dir: Path) -> Credentials:
     if path.is_file():
         path.chmod(0o600)
         kept = json.loads(path.read_text(encoding="utf-8"))
-    wanted = {
-        "admin_token": settings.admin_token or kept.get("admin_token"),
-        "api_key": kept.get("api_key"),
-        "api_secret": kept.get("api_secret"),
-    }
     made = False
-    if not wanted["admin_token"]:
-        wanted["admin_token"] = "adm_" + secrets.token_urlsafe(24)
+    if not settings.admin_token and not kept.get("admin_token"):
+        kept["admin_token"] = "adm_" + secrets.token_urlsafe(24)
         made = True
     needs_key = not settings.file.api_keys
-    if needs_key and not (wanted["api_key"] and wanted["api_secret"]):
-        wanted["api_key"] = "ak_" + secrets.token_hex(8)
-        wanted["api_secret"] = "as_" + secrets.token_urlsafe(32)
+    if needs_key and not (kept.get("api_key") and kept.get("api_secret")):
+        kept["api_key"] = "ak_" + secrets.token_hex(8)
+        kept["api_secret"] = "as_" + secrets.token_urlsafe(32)
         made = True
-    if made:
-        _write_private(path, {k: v for k, v in wanted.items() if v})
+    if made:  # only what up made: a configured token is never copied to disk
+        _write_private(path, kept)
     return Credentials(
-        admin_token=str(wanted["admin_token"]),
-        api_key=wanted["api_key"] if needs_key else None,
-        api_secret=wanted["api_secret"] if needs_key else None,
+        admin_token=settings.admin_token or kept["admin_token"],
+        api_key=kept["api_key"] if needs_key else None,
+        api_secret=kept["api_secret"] if needs_key else None,
         made=made,
     )
 
