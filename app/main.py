@@ -36,9 +36,9 @@ from app.runtime import Runtime
 from app.settings import Settings, load_settings
 from app.store.db import make_engine
 from app.store.dedupe import Dedupe
-from app.store.models import create_all
 from app.store.queue import EventQueue
 from app.store.redis_conn import async_redis_client, redis_client
+from app.store.schema import require_current
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +58,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, pool_size=10)
         try:
-            create_all(engine)
+            require_current(engine)  # SchemaMismatch: refuse to start (hookledger db upgrade)
         except SQLAlchemyError as exc:
             # Start anyway: /readyz reports it and receipts answer 503 until the database is back.
             log.error("web.database_unavailable", error=type(exc).__name__)
+        except BaseException:
+            engine.dispose()
+            raise
         url = redis_url(settings)
         async_client = async_redis_client(url, socket_timeout=2, connect_timeout=2)
         sync_client = redis_client(url, socket_timeout=2, connect_timeout=2)

@@ -89,6 +89,12 @@ AUTH_THROTTLED = Counter(
     "many wrong admin tokens, by surface (console, admin).",
     ["surface"],
 )
+RETENTION_REMOVED = Counter(
+    "hookledger_retention_removed",
+    "What the sweeper's retention removed: raw bodies of applied events (bodies), event "
+    "attempts (attempts) and signal delivery log rows (deliveries).",
+    ["what"],
+)
 
 _REASONS = {"validation_failed": "schema"}
 

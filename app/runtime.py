@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 import app.kinds  # noqa: F401 - every source kind's tables, on the metadata
 from app.settings import DEFAULT_REDIS_URL, Settings, load_settings
 from app.store.db import make_engine
-from app.store.models import create_all
 from app.store.queue import EventQueue
 from app.store.redis_conn import redis_client
+from app.store.schema import require_current
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +35,14 @@ _runtime: Runtime | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Open the engine (creating missing tables) and the Redis client for ``settings``."""
+    """Open the engine and the Redis client for ``settings``. Raises ``SchemaMismatch`` when
+    the database is not at the code's schema revision (``hookledger db upgrade``)."""
     engine = make_engine(settings.database_url)
-    create_all(engine)
+    try:
+        require_current(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     redis = redis_client(settings.redis_url or DEFAULT_REDIS_URL, socket_timeout=10)
     events = EventQueue(redis, settings.processing)
     return Runtime(settings=settings, engine=engine, redis=redis, events=events)

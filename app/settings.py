@@ -84,6 +84,17 @@ class ProcessingConfig(_Strict):
         return value
 
 
+class RetentionConfig(_Strict):
+    """What the sweeper removes once it is old enough, a batch at a time (0 days: keep forever).
+    Journal entries, postings, event rows, their hashes and actions are never removed."""
+
+    body_days: float = Field(default=0, ge=0)  # raw bodies of applied and discarded events
+    attempts_days: float = Field(default=90, ge=0)  # event attempts and signal delivery logs
+    batch_size: int = Field(default=500, ge=1, le=10_000)  # rows per short transaction
+    pause_ms: float = Field(default=20, ge=0, le=60_000)  # between batches: ingest goes first
+    interval_s: float = Field(default=300, gt=0)  # between passes once nothing is left
+
+
 class LedgerConfig(_Strict):
     quote_currencies: tuple[str, ...] = ("usdt", "usdc", "usd", "btc", "eth", "ht", "husd", "trx")
 
@@ -220,6 +231,7 @@ class FileConfig(_Strict):
     server: ServerConfig = ServerConfig()
     processing: ProcessingConfig = ProcessingConfig()
     ledger: LedgerConfig = LedgerConfig()
+    retention: RetentionConfig = RetentionConfig()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     api_keys: dict[str, ApiKeyConfig] = Field(default_factory=dict)
     targets: dict[str, TargetConfig] = Field(default_factory=dict)
@@ -320,6 +332,10 @@ class Settings(BaseModel):
     @property
     def server(self) -> ServerConfig:
         return self.file.server
+
+    @property
+    def retention(self) -> RetentionConfig:
+        return self.file.retention
 
 
 def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:

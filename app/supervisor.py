@@ -244,10 +244,11 @@ def hookledger_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
-def run_init_db(env: dict[str, str]) -> None:
-    """Create the tables in a child process; raise ``StartFailed`` with its words if it fails."""
+def run_db_upgrade(env: dict[str, str]) -> None:
+    """Bring the database to the code's schema (``hookledger db upgrade``) in a child process;
+    raise ``StartFailed`` with its words if it fails."""
     result = subprocess.run(
-        hookledger_argv("init-db"), env=env, capture_output=True, text=True, check=False
+        hookledger_argv("db", "upgrade"), env=env, capture_output=True, text=True, check=False
     )
     if result.returncode != 0:
         words = (result.stderr or result.stdout).strip().splitlines()[-8:]

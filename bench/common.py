@@ -14,6 +14,10 @@ import httpx
 from redis import Redis
 from sqlalchemy import create_engine, text
 
+import app.kinds  # noqa: F401 - every source kind's tables, on the metadata
+from app.store import schema
+from app.store.db import make_engine
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
@@ -54,18 +58,23 @@ def free_port() -> int:
 
 
 def fresh_database(kind: str, workdir: Path) -> str:
-    """A new, empty database for one run: ``sqlite`` or ``postgresql``."""
+    """A new database at the code's schema for one run: ``sqlite`` or ``postgresql``."""
     if kind == "sqlite":
         path = workdir / "bench.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{path}"
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS hookledger_bench WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE hookledger_bench"))
-    admin.dispose()
-    return f"{PG_SERVER}/hookledger_bench"
+        url = f"sqlite:///{path}"
+    else:
+        admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS hookledger_bench WITH (FORCE)"))
+            conn.execute(text("CREATE DATABASE hookledger_bench"))
+        admin.dispose()
+        url = f"{PG_SERVER}/hookledger_bench"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    return url
 
 
 def flush_redis() -> None:

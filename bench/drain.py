@@ -36,7 +36,7 @@ from app.kinds import parse_event
 from app.settings import load_settings
 from app.store.db import make_engine
 from app.store.events import new_event_id
-from app.store.models import InboundEvent, create_all, table_of
+from app.store.models import InboundEvent, table_of
 from app.store.queue import PROCESS_EVENT, EventQueue, batch_job_id, job_id
 from bench.common import PYTHON, REDIS_URL, environment, flush_redis, fresh_database, start
 from bench.e2e import Analyzer
@@ -113,7 +113,6 @@ def bodies(count: int) -> list[tuple[str, bytes]]:
 
 def seed(url: str, env: dict[str, str], count: int, *, batched: bool) -> list[str]:
     engine = make_engine(url)
-    create_all(engine)
     now = datetime.now(UTC)
     rows = []
     for kind, body in bodies(count):

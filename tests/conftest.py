@@ -14,6 +14,7 @@ imported below captures every log line of the session and fails it if one ever s
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.runtime import Runtime, build_runtime, set_runtime
 from app.settings import Settings, load_settings
-from app.store.models import SQLModel, create_all
+from app.store.models import SQLModel
 from tests.canary import (  # the canary plugin: its fixture and hooks, registered here
     canary_watch,  # noqa: F401
     pytest_runtest_logreport,  # noqa: F401
@@ -39,6 +40,7 @@ from tests.support import (
     FINANCE_SECRET,
     HTX_SECRET,
     TEST_CONFIG,
+    upgrade_schema,
 )
 
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
@@ -77,11 +79,15 @@ def fresh_pg(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    url = fresh_pg(PG_DB)
-    engine = create_engine(url)
-    create_all(engine)
-    engine.dispose()
-    return url
+    return upgrade_schema(fresh_pg(PG_DB))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the code's schema, made once; each test gets a copy of the file."""
+    path = tmp_path_factory.mktemp("schema") / "template.db"
+    upgrade_schema(f"sqlite:///{path}")
+    return path
 
 
 def _empty_pg(url: str) -> None:
@@ -109,6 +115,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, tmp_path / "ledger.db")
         return f"sqlite:///{tmp_path}/ledger.db"
     url: str = request.getfixturevalue("pg_url")
     _empty_pg(url)

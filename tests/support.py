@@ -14,7 +14,10 @@ import orjson
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
+import app.kinds  # noqa: F401 - every source kind's tables, on the metadata
 from app.domain.signing import hmac_sha256_hex, sign_standard_webhook
+from app.store import schema
+from app.store.db import make_engine
 from app.store.models import InboundEvent
 from tests.canary import canary, canary_whsec, record_output, remember_signature
 
@@ -59,6 +62,17 @@ def api_get(
     remember_signature(signature)
     headers = {"X-API-Key": key, "X-API-Timestamp": stamp, "X-API-Signature": signature}
     return client.get(path_and_query, headers=headers)
+
+
+def upgrade_schema(url: str) -> str:
+    """Bring the database at ``url`` to the code's schema (``hookledger db upgrade``);
+    returns ``url``."""
+    engine = make_engine(url)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
 
 
 def fixture_bytes(name: str) -> bytes:

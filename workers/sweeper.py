@@ -9,6 +9,9 @@ It then walks RQ's failed-job registry, whose entries SQL decides about: a job t
 because the database was unreachable through all its retries makes its event ``dead`` (SQL is
 the dead-letter store, not RQ); a failed job of an event that is final in SQL is deleted; the
 rest (jobs abandoned by a killed worker) are re-made by the staleness rule above.
+
+Beside the sweep, in a thread of its own, retention removes what ``[retention]`` says is old
+enough (``app.services.retention``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from app.runtime import Runtime
+from app.services import retention
 from app.store import events as event_store
 from app.store import signals as signal_store
 from app.store.db import read_only, utcnow
@@ -159,6 +163,14 @@ def run_forever(
     first) or the process is interrupted; outages are logged, not fatal."""
     interval = interval_s or runtime.settings.processing.sweep_interval_s
     stop = stop or threading.Event()
+    # Retention runs beside the sweep, in its own thread: a long pass never delays a retry.
+    keeper = threading.Thread(
+        target=retention.run_forever,
+        args=(runtime.engine, runtime.settings.retention, stop),
+        name="retention",
+        daemon=True,
+    )
+    keeper.start()
     log.info("sweep.started", interval_s=interval)
     while not stop.is_set():
         try:
@@ -166,4 +178,5 @@ def run_forever(
         except (SQLAlchemyError, RedisError, OSError) as exc:
             log.warning("sweep.failed", error=type(exc).__name__)
         stop.wait(interval)
+    keeper.join(timeout=30)  # a batch under way commits; the pass stops at the next pause
     log.info("sweep.stopped")

@@ -7,7 +7,8 @@
     hookledger metrics       serve this host's process metrics (for hosts without web)
     hookledger reconcile     one sweep now, reporting what it re-queued
     hookledger check-config  validate the configuration and exit
-    hookledger init-db       create missing tables
+    hookledger db upgrade|current|check|history   the database schema's revision
+    hookledger init-db       the same as ``db upgrade``
     hookledger sample        print a signed sample request for a source
     hookledger ledger export --from DATE --to DATE [--account A] [--format csv|json]
     hookledger ledger verify check every ledger invariant; exit 1 on any breach
@@ -81,14 +82,9 @@ def _redact_url(url: str) -> str:
 
 
 def cmd_init_db(_args: argparse.Namespace) -> int:
-    import app.kinds  # noqa: F401 - every source kind's tables, on the metadata
-    from app.store.db import make_engine
-    from app.store.models import create_all
+    from app.cli import db
 
-    settings = _settings()
-    create_all(make_engine(settings.database_url))
-    print(f"tables ready in {_redact_url(settings.database_url)}")
-    return 0
+    return db.run(_settings(), argparse.Namespace(db_command="upgrade", to="head"))
 
 
 def _install_runtime(settings: Settings) -> Runtime:
@@ -104,7 +100,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     _share_metrics()
     import uvicorn
 
-    _settings()  # fail fast, with the key named, before uvicorn imports the app
+    settings = _settings()  # fail fast, with the key named, before uvicorn imports the app
+    _refuse_another_schema(settings)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -119,6 +116,24 @@ def cmd_web(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def _refuse_another_schema(settings: Settings) -> None:
+    """Raise ``SchemaMismatch`` (exit 2) when the database answers and is not at the code's
+    revision. An unreachable database is not refused: the web edge starts, reports it on
+    /readyz and answers 503 until it is back."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.store.db import make_engine
+    from app.store.schema import require_current
+
+    engine = make_engine(settings.database_url)
+    try:
+        require_current(engine)
+    except SQLAlchemyError:
+        pass
+    finally:
+        engine.dispose()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -287,7 +302,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         if sys.stderr.isatty():  # children write to a pipe; their lines reach a person
             env.setdefault("HOOKLEDGER_LOG_FORMAT", "console")
-        supervisor.run_init_db(env)
+        supervisor.run_db_upgrade(env)
         argv = supervisor.hookledger_argv
         web = ["web", "--host", args.host, "--port", str(args.port)]
         children = [
@@ -373,10 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the configuration ($HOOKLEDGER_CONFIG, else ./hookledger.toml, else "
         "the demo config) and the environment, and say what is wrong or what was found.",
     ).set_defaults(func=cmd_check_config)
+    from app.cli import db
+
+    db.add_parser(sub, _settings)
     sub.add_parser(
         "init-db",
-        help="create missing tables",
-        description="Create the tables missing from $HOOKLEDGER_DATABASE_URL.",
+        help="the same as 'db upgrade'",
+        description="Bring $HOOKLEDGER_DATABASE_URL to the code's schema ('db upgrade').",
     ).set_defaults(func=cmd_init_db)
     p = sub.add_parser("web", help="run the HTTP edge", description="Serve the HTTP edge.")
     _listen_options(p)
@@ -498,8 +516,13 @@ def _run(argv: Sequence[str] | None) -> int:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from sqlalchemy.exc import InterfaceError, OperationalError
 
+    from app.store.schema import SchemaMismatch
+
     try:
         return int(args.func(args))
+    except SchemaMismatch as exc:
+        print(f"hookledger: {exc}", file=sys.stderr)
+        return 2
     except (OperationalError, InterfaceError) as exc:
         print(
             f"hookledger: the database is unreachable: {exc.orig or exc}".splitlines()[0],

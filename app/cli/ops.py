@@ -396,17 +396,17 @@ def cmd_events_prune(runtime: Runtime, args: argparse.Namespace, out: TextIO) ->
     now = utcnow()
     cutoff = ops.days_ago(now, args.older_than)
     total = 0
-    while True:
+    if args.dry_run:
+        with Session(runtime.engine) as session:
+            total = ops.count_prunable(session, older_than=cutoff)
+    while not args.dry_run:
         with Session(runtime.engine) as session, session.begin():
             batch = ops.prunable(session, older_than=cutoff, limit=1000)
-            if not batch:
-                break
-            if args.dry_run:
-                total += len(batch)
-                break
             total += ops.prune(session, batch, now=now)
         if sys.stderr.isatty():
             sys.stderr.write(f"\rpruned {total} bodies")
+        if len(batch) < 1000:
+            break
     verb = "would prune" if args.dry_run else "pruned"
     print(
         f"{verb} the raw bodies of {total} event(s) received before "

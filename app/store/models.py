@@ -6,6 +6,10 @@ as by code:
 - one inbound event per (source, idempotency_key): the durable dedupe guarantee;
 - one journal entry per event at most; every entry balances per currency (a PostgreSQL
   statement trigger); amounts are exact decimals.
+
+The schema itself is made and changed by the revisions in ``app/store/migrations`` (see
+``app.store.schema``); a change to a model here needs a revision there, and
+``tests/migrations`` fails until the two agree.
 """
 
 from __future__ import annotations
@@ -18,14 +22,12 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    Connection,
     Engine,
     Index,
     LargeBinary,
     Table,
     Text,
     UniqueConstraint,
-    inspect,
     select,
     text,
 )
@@ -47,6 +49,13 @@ class InboundEvent(SQLModel, table=True):
         UniqueConstraint("source", "idempotency_key", name="uq_inbound_source_key"),
         Index("ix_inbound_status_due", "status", "next_attempt_at"),
         Index("ix_inbound_received", "received_at"),
+        # What retention has left to prune, oldest first (a partial index: pruned rows leave it).
+        Index(
+            "ix_inbound_unpruned",
+            "received_at",
+            postgresql_where=text("body_pruned_at IS NULL"),
+            sqlite_where=text("body_pruned_at IS NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -88,6 +97,7 @@ class EventAction(SQLModel, table=True):
 
 class EventAttempt(SQLModel, table=True):
     __tablename__ = "event_attempts"
+    __table_args__ = (Index("ix_event_attempts_finished", "finished_at"),)  # retention
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(foreign_key="inbound_events.id", index=True, max_length=40)
@@ -203,6 +213,7 @@ class SignalAttempt(SQLModel, table=True):
     """The delivery log: one row per request sent (or refused before sending)."""
 
     __tablename__ = "signal_attempts"
+    __table_args__ = (Index("ix_signal_attempts_at", "at"),)  # retention
 
     id: int | None = Field(default=None, primary_key=True)
     signal_id: int = Field(foreign_key="signals.id", index=True)
@@ -258,106 +269,3 @@ def table_of(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
-
-
-# PostgreSQL checks invariant 1 of app.domain.journal: every entry balances per currency. The
-# check runs once per statement that inserts, updates or deletes postings, over the entries it
-# touched (transition tables), not once per posting: the ledger writer inserts a batch's
-# postings, every posting of an entry among them, in one statement. So an entry cannot be
-# written in pieces by several statements. (SQLite has no statement triggers with transition
-# tables; there the code and `ledger verify` enforce it.)
-_PG_BALANCED = [
-    """
-    CREATE OR REPLACE FUNCTION hl_entries_balanced() RETURNS trigger AS $$
-    DECLARE
-      touched bigint[];
-      bad bigint;
-    BEGIN
-      -- An array, looked up with the entry_id index (a join against the transition table may
-      -- be planned as a merge join that reads the index from its start).
-      IF TG_OP = 'UPDATE' THEN
-        SELECT array_agg(DISTINCT entry_id) INTO touched
-        FROM (SELECT entry_id FROM hl_new UNION ALL SELECT entry_id FROM hl_old) AS t;
-      ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT entry_id) INTO touched FROM hl_old;
-      ELSE
-        SELECT array_agg(DISTINCT entry_id) INTO touched FROM hl_new;
-      END IF;
-      SELECT p.entry_id INTO bad FROM postings p
-      WHERE p.entry_id = ANY(touched)
-      GROUP BY p.entry_id, p.currency HAVING SUM(p.amount) <> 0 LIMIT 1;
-      IF FOUND THEN
-        RAISE EXCEPTION 'journal entry % does not balance', bad;
-      END IF;
-      RETURN NULL;
-    END $$ LANGUAGE plpgsql
-    """,
-    # A database made by a pre-release has a deferred row trigger (one check per posting, at
-    # commit) in place of the statement triggers below: it goes.
-    "DROP TRIGGER IF EXISTS hl_entry_balanced ON postings",
-    "DROP FUNCTION IF EXISTS hl_entry_balanced()",
-    "DROP TRIGGER IF EXISTS hl_entries_balanced_insert ON postings",
-    "DROP TRIGGER IF EXISTS hl_entries_balanced_update ON postings",
-    "DROP TRIGGER IF EXISTS hl_entries_balanced_delete ON postings",
-    # io_type is the sign of amount (a numeric comparison: SQLite stores amounts as text).
-    """
-    DO $$ BEGIN
-      IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'ck_posting_sign') THEN
-        ALTER TABLE postings ADD CONSTRAINT ck_posting_sign CHECK ((io_type = 'in') = (amount > 0));
-      END IF;
-    END $$
-    """,
-    """
-    CREATE TRIGGER hl_entries_balanced_insert AFTER INSERT ON postings
-    REFERENCING NEW TABLE AS hl_new
-    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
-    """,
-    """
-    CREATE TRIGGER hl_entries_balanced_update AFTER UPDATE ON postings
-    REFERENCING OLD TABLE AS hl_old NEW TABLE AS hl_new
-    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
-    """,
-    # A leg deleted leaves its entry unbalanced; TRUNCATE (no rows, no transition table) is not
-    # a DELETE and is not checked.
-    """
-    CREATE TRIGGER hl_entries_balanced_delete AFTER DELETE ON postings
-    REFERENCING OLD TABLE AS hl_old
-    FOR EACH STATEMENT EXECUTE FUNCTION hl_entries_balanced()
-    """,
-]
-
-
-def create_all(engine: Engine) -> None:
-    """Create every table that does not exist yet, and PostgreSQL's ledger triggers.
-
-    One creator at a time (an advisory lock on PostgreSQL; SQLite's write lock), in one
-    transaction: processes started together on a fresh database (``hookledger up``, the
-    Procfile) would otherwise race between "does it exist" and CREATE, and all but one die."""
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(7414001)"))
-        SQLModel.metadata.create_all(conn)
-        _add_missing_columns(conn)
-        if engine.dialect.name == "postgresql":
-            for statement in _PG_BALANCED:
-                conn.execute(text(statement))
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    """The one schema change done in place: a nullable column added by a newer version (e.g.
-    ``inbound_events.queued_job``) is added to an existing table. Anything else needs a
-    migration this project does not have (see the README)."""
-    inspector = inspect(conn)
-    for table in SQLModel.metadata.sorted_tables:
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present or not column.nullable or column.primary_key:
-                continue
-            kind = column.type.compile(dialect=conn.dialect)
-            preparer = conn.dialect.identifier_preparer
-            conn.execute(
-                text(
-                    f"ALTER TABLE {preparer.quote(table.name)} "
-                    f"ADD COLUMN {preparer.quote(column.name)} {kind}"
-                )
-            )

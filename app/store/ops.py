@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlmodel import Session, col
 
 from app.errors import HookledgerError
@@ -26,6 +26,7 @@ from app.store.models import (
     InboundEvent,
     JournalEntry,
     LedgerPosting,
+    SignalAttempt,
 )
 
 STATUSES = ("received", "processed", "unhandled", "retrying", "dead", "discarded")
@@ -268,19 +269,34 @@ def dead_letters(session: Session, flt: EventFilter, *, limit: int = 100_000) ->
     return list(session.execute(stmt).scalars())
 
 
+PRUNABLE = ("processed", "unhandled", "discarded")  # final: the raw body is not needed again
+
+
+def _prunable(older_than: datetime) -> list[Any]:
+    return [
+        col(InboundEvent.body_pruned_at).is_(None),
+        col(InboundEvent.received_at) < older_than,
+        col(InboundEvent.status).in_(PRUNABLE),
+    ]
+
+
 def prunable(session: Session, *, older_than: datetime, limit: int) -> list[str]:
-    """Applied or discarded events received before ``older_than`` that still hold a body."""
+    """Applied or discarded events received before ``older_than`` that still hold a body,
+    oldest first (the partial index ``ix_inbound_unpruned``: a batch never rescans what the
+    batches before it pruned)."""
     stmt = (
         select(col(InboundEvent.id))
-        .where(
-            col(InboundEvent.status).in_(["processed", "unhandled", "discarded"]),
-            col(InboundEvent.received_at) < older_than,
-            col(InboundEvent.body_pruned_at).is_(None),
-        )
-        .order_by(col(InboundEvent.id))
+        .where(*_prunable(older_than))
+        .order_by(col(InboundEvent.received_at))
         .limit(limit)
     )
     return list(session.execute(stmt).scalars())
+
+
+def count_prunable(session: Session, *, older_than: datetime) -> int:
+    """How many events ``prunable`` would yield, all batches together."""
+    stmt = select(func.count()).select_from(InboundEvent).where(*_prunable(older_than))
+    return int(session.execute(stmt).scalar_one())
 
 
 def prune(session: Session, event_ids: Sequence[str], *, now: datetime) -> int:
@@ -295,6 +311,23 @@ def prune(session: Session, event_ids: Sequence[str], *, now: datetime) -> int:
         .values(body=b"", body_pruned_at=now)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def delete_attempts(session: Session, *, older_than: datetime, limit: int) -> tuple[int, int]:
+    """Delete up to ``limit`` event attempts that finished, and up to ``limit`` signal delivery
+    log rows made, before ``older_than``, oldest first. The events and signals keep their
+    attempt counts and last errors. Returns (event attempts, delivery rows) deleted."""
+    counts = []
+    for model, when in (
+        (EventAttempt, EventAttempt.finished_at),
+        (SignalAttempt, SignalAttempt.at),
+    ):
+        oldest = (
+            select(col(model.id)).where(col(when) < older_than).order_by(col(when)).limit(limit)
+        )
+        result = session.execute(delete(model).where(col(model.id).in_(oldest)))
+        counts.append(int(result.rowcount))  # type: ignore[attr-defined]
+    return counts[0], counts[1]
 
 
 def days_ago(now: datetime, days: float) -> datetime:

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from tests.canary import capture_file
 from tests.processes import free_port, wait_until
-from tests.support import HTX_SECRET, TRX_TOKEN, hookledger, htx_headers
+from tests.support import HTX_SECRET, TRX_TOKEN, hookledger, htx_headers, upgrade_schema
 
 FAULT_CONFIG = """
 [server]
@@ -242,7 +242,7 @@ class Cluster:
         self.workdir = workdir
         self.config_path = workdir / "hookledger.toml"
         self.configure(config)
-        self.database_url = database_url
+        self.database_url = upgrade_schema(database_url)
         self.env = {
             **os.environ,
             "HOOKLEDGER_CONFIG": str(self.config_path),

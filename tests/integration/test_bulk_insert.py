@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from app.store import events as event_store
 from app.store.db import BulkInsert, make_engine
-from app.store.models import InboundEvent, create_all, table_of
+from app.store.models import InboundEvent, table_of
 
 
 def _row(event_id: str, key: str, **changes: object) -> dict[str, object]:
@@ -48,7 +48,6 @@ def _row(event_id: str, key: str, **changes: object) -> dict[str, object]:
 
 def test_rows_read_back_through_the_orm_as_written(database_url: str) -> None:
     engine = make_engine(database_url)
-    create_all(engine)
     with Session(engine) as session, session.begin():
         receipts = event_store.insert_many(
             session, [_row("evt_a", "k1"), _row("evt_b", "k2"), _row("evt_c", "k1")]
@@ -78,7 +77,6 @@ def test_the_same_batch_sent_again_still_counts_as_stored_by_this_call(database_
     first try committed: the rows then conflict with themselves. They are still this call's
     (the sender hears ``accepted`` and a job carries them); another row's key is not."""
     engine = make_engine(database_url)
-    create_all(engine)
     with Session(engine) as session, session.begin():
         event_store.insert_many(session, [_row("evt_a", "k1")])
     with Session(engine) as session, session.begin():
@@ -100,7 +98,6 @@ def test_an_over_long_value_is_refused_not_cut(pg_url: str, others: int) -> None
     """PostgreSQL only (SQLite does not enforce VARCHAR lengths): the unnest arrays are cast to
     bare types, so the column's own length refuses the value instead of a cast cutting it."""
     engine = make_engine(pg_url)
-    create_all(engine)
     rows = [_row(f"evt_ok{n}", f"k-ok{n}") for n in range(others)]
     with (
         pytest.raises(DBAPIError, match="too long") as refused,
@@ -118,7 +115,6 @@ def test_an_over_long_value_is_refused_not_cut(pg_url: str, others: int) -> None
 @ROWS
 def test_driver_errors_arrive_as_sqlalchemy_errors(database_url: str, others: int) -> None:
     engine = make_engine(database_url)
-    create_all(engine)
     table = table_of(InboundEvent)
     bulk = BulkInsert.of(engine.dialect, table, tuple(column.name for column in table.columns))
     with Session(engine) as session, session.begin():
@@ -147,7 +143,6 @@ def test_after_the_server_dropped_connections_the_receipt_retry_gets_a_new_one(
     from app.ingest import Ingestor
 
     engine = make_engine(pg_url, pool_size=4, pre_ping=False)
-    create_all(engine)
     with engine.connect() as first, engine.connect() as second:
         pids = [
             conn.execute(text("SELECT pg_backend_pid()")).scalar_one() for conn in (first, second)

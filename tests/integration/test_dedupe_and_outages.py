@@ -7,7 +7,16 @@ from starlette.testclient import TestClient
 from app.kinds.htx.tables import OrderEvent
 from app.main import create_app
 from app.store.models import InboundEvent
-from tests.support import count, event, fixture_bytes, htx_update, post_htx, post_trx, run_jobs
+from tests.support import (
+    count,
+    event,
+    fixture_bytes,
+    htx_update,
+    post_htx,
+    post_trx,
+    run_jobs,
+    upgrade_schema,
+)
 from workers.sweeper import sweep_once
 
 FILLED = htx_update(42, "filled", "0.03", "1260", "0.00006")
@@ -86,7 +95,8 @@ def test_a_new_database_does_not_trust_what_redis_remembers_of_another(settings,
     first = post_htx_via(settings, FILLED)
     assert first["status"] == "accepted"
     # Same Redis, a brand-new database (say ./var was deleted): nothing there is a duplicate.
-    fresh = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/other.db"})
+    other = upgrade_schema(f"sqlite:///{tmp_path}/other.db")
+    fresh = settings.model_copy(update={"database_url": other})
     again = post_htx_via(fresh, FILLED)
     assert again["status"] == "accepted"
     assert again["event_id"] != first["event_id"]

@@ -27,7 +27,15 @@ from redis.exceptions import RedisError
 
 from tests.conftest import REDIS_URL, _unavailable
 from tests.processes import web_server
-from tests.support import FINANCE_SECRET, HTX_SECRET, TEST_CONFIG, body_of, htx_headers, htx_update
+from tests.support import (
+    FINANCE_SECRET,
+    HTX_SECRET,
+    TEST_CONFIG,
+    body_of,
+    htx_headers,
+    htx_update,
+    upgrade_schema,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +60,7 @@ def _serve(directory: Path, trusted_proxies: str) -> Iterator[str]:
     env = {
         **os.environ,
         "HOOKLEDGER_CONFIG": str(config),
-        "HOOKLEDGER_DATABASE_URL": f"sqlite:///{directory}/ledger.db",
+        "HOOKLEDGER_DATABASE_URL": upgrade_schema(f"sqlite:///{directory}/ledger.db"),
         "HOOKLEDGER_REDIS_URL": REDIS_URL,
         "TEST_HTX_SECRET": HTX_SECRET,
         "TEST_FINANCE_SECRET": FINANCE_SECRET,

@@ -18,7 +18,8 @@ def _our_modules() -> list[str]:
     names = []
     for package in (app, workers):
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            if not info.name.endswith("__main__"):
+            # Alembic's environment and revisions run under alembic only.
+            if not info.name.endswith("__main__") and ".migrations." not in info.name:
                 names.append(info.name)
     return names
 
