@@ -19,8 +19,15 @@ catching it catches all of them, and nothing else (a bug stays a bug):
     │   ├── NotFound                 no such event or signal
     │   └── Conflict                 not in a state that allows it
     ├── ApiError                     the accountants' API error envelope    app.domain.apikeys
-    ├── AdminError                   the admin API's own refusals           app.routes.admin
-    ├── ConsoleError                 a console form or query refused        app.console.inputs
+    ├── Refused                      admin API call or console page refused app.routes.refusals
+    │   ├── BadInput                 a parameter, form field or body
+    │   ├── NotAuthenticated         no admin token configured, or a wrong one
+    │   ├── StaleForm                a console form without its CSRF token
+    │   ├── NoSuchPage               nothing at this console address
+    │   ├── BodyTooLarge             a body or form over its bound
+    │   ├── NotAForm                 a console form not url-encoded
+    │   ├── Throttled                too many wrong tokens from the address
+    │   └── AuthUnavailable          Redis down: no token can be checked
     ├── BlockedTarget                an outbound address refused (SSRF)     app.signals.net
     ├── Unresolvable                 an outbound host did not resolve       app.signals.net
     ├── StartFailed                  ``hookledger up`` could not start      app.supervisor

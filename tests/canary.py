@@ -13,7 +13,9 @@ be a log is copied under one session directory:
   ``tests.support.hookledger`` writes each CLI run's stderr and stdout here.
 
 At the end of the session ``find_leaks`` scans it all; a single hit fails the session with the
-offending line. ``tests/security/test_canary.py`` proves the detector and the capture work.
+offending line. The pytest plugin that starts and ends the capture is ``tests.canary_plugin``
+(registered in tests/conftest.py); this module holds no hooks, so helpers and tests import it
+freely. ``tests/security/test_canary.py`` proves the detector and the capture work.
 """
 
 from __future__ import annotations
@@ -26,12 +28,10 @@ import os
 import re
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-
-import pytest
 
 MARKER = "CANARY"
 # The marker as it shows when a secret starting with it is hex- or base64-encoded.
@@ -240,7 +240,8 @@ _handler: _CaptureHandler | None = None
 _section_leaks: list[Leak] = []
 
 
-def _attach() -> None:
+def reattach() -> None:
+    """Put the capture handler back on the root logger, should anything have removed it."""
     root = logging.getLogger()
     if _handler is not None and _handler not in root.handlers:
         root.addHandler(_handler)
@@ -261,7 +262,7 @@ def start(directory: Path) -> None:
     formatter = root.handlers[0].formatter if root.handlers else None
     _capture_dir = directory
     _handler = _CaptureHandler(directory / "in-process.log", formatter)
-    _attach()
+    reattach()
 
 
 def stop() -> list[Leak]:
@@ -274,38 +275,20 @@ def stop() -> list[Leak]:
     return [*_section_leaks, *(scan(directory) if directory else [])]
 
 
+def check_sections(nodeid: str, when: str, sections: Iterable[tuple[str, str]]) -> None:
+    """Scan what pytest captured in this process (stdout, stderr, logs) during phase ``when``
+    of test ``nodeid``; a leak is kept for ``stop``. Nothing is scanned while no capture runs."""
+    if _capture_dir is None:
+        return
+    for title, content in sections:
+        if title.endswith(f" {when}"):  # later phases' reports repeat earlier sections
+            _section_leaks.extend(find_leaks(content.splitlines(), where=f"{nodeid} {title}"))
+
+
 def report(leaks: list[Leak]) -> str:
     shown = "\n".join(str(leak) for leak in leaks[:20])
     more = f"\n... and {len(leaks) - 20} more" if len(leaks) > 20 else ""
     return f"{len(leaks)} line(s) of output show a secret or a signature:\n{shown}{more}"
-
-
-# --- the pytest plugin (imported by tests/conftest.py) -------------------------------------
-
-
-@pytest.fixture(scope="session", autouse=True)
-def canary_watch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Capture every log line of the session; at its end, fail on any canary or signature."""
-    directory = tmp_path_factory.mktemp("leak-capture")
-    start(directory)
-    yield directory
-    leaks = stop()
-    if leaks:
-        pytest.fail(report(leaks), pytrace=False)
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    _attach()  # should anything have reset the root logger's handlers
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Whatever pytest captured of stdout, stderr and logs in this process, per test phase."""
-    if _capture_dir is None:
-        return
-    for title, content in report.sections:
-        if title.endswith(f" {report.when}"):  # later phases' reports repeat earlier sections
-            where = f"{report.nodeid} {title}"
-            _section_leaks.extend(find_leaks(content.splitlines(), where=where))
 
 
 __all__ = [
@@ -315,8 +298,13 @@ __all__ = [
     "canary",
     "canary_whsec",
     "capture_file",
+    "check_sections",
     "find_leaks",
+    "reattach",
     "record_output",
     "remember_signature",
+    "report",
     "scan",
+    "start",
+    "stop",
 ]

@@ -8,7 +8,8 @@ Without PostgreSQL or Redis the tests that need them skip, except under ``CI=tru
 missing service is an error: CI must run them.
 
 Every secret configured here is a canary (tests/support.py, tests/canary.py): the canary plugin
-imported below captures every log line of the session and fails it if one ever shows a secret.
+registered below (tests/canary_plugin.py) captures every log line of the session and fails it if
+one ever shows a secret.
 """
 
 from __future__ import annotations
@@ -30,11 +31,6 @@ from app.main import create_app
 from app.runtime import Runtime, build_runtime, set_runtime
 from app.settings import Settings, load_settings
 from app.store.models import SQLModel
-from tests.canary import (  # the canary plugin: its fixture and hooks, registered here
-    canary_watch,  # noqa: F401
-    pytest_runtest_logreport,  # noqa: F401
-    pytest_runtest_setup,  # noqa: F401
-)
 from tests.support import (
     ADMIN_TOKEN,
     FINANCE_SECRET,
@@ -42,6 +38,9 @@ from tests.support import (
     TEST_CONFIG,
     upgrade_schema,
 )
+
+# Captures every log line of the session and fails it if one shows a secret (tests/canary.py).
+pytest_plugins = ["tests.canary_plugin"]
 
 PG_SERVER = os.environ.get("HOOKLEDGER_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432")
 PG_DB = os.environ.get("HOOKLEDGER_TEST_PG_DB", "hookledger_test")

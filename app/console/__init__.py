@@ -16,9 +16,10 @@ Security, in one place:
   any configured secret with ``[redacted]`` (headers were redacted when stored);
 - a strict Content-Security-Policy (no scripts at all), no framing, no caching.
 
-Modules: ``session`` (the cookie), ``web`` (templates and the login gate), ``inputs`` (forms,
-query parameters, ``ConsoleError``), ``headers``, ``login``, ``pages_ops``, ``pages_ledger``;
-templates and CSS are package data.
+Modules: ``session`` (the cookie), ``web`` (templates, the login gate and error pages),
+``inputs`` (forms and query parameters), ``headers``, ``login``, ``pages_ops``,
+``pages_ledger``; templates and CSS are package data. Bad input raises the refusals of
+``app.routes.refusals``, shared with the admin API.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What people send the console: forms and query parameters, validated, and the one error
-type (``ConsoleError``) that turns bad input into a 4xx page instead of a 500."""
+"""What people send the console: forms and query parameters, validated. Bad input raises a
+refusal (``app.routes.refusals``), which the console shows as a 4xx page instead of a 500."""
 
 from __future__ import annotations
 
@@ -10,44 +10,36 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from app.console.session import cookie_path
-from app.errors import HookledgerError
+from app.routes.refusals import BadInput, BodyTooLarge, NotAForm
 from app.timeparse import parse_when
 
 MAX_FORM_BYTES = 16_384
 _TEXT_MAX = 200
 
 
-class ConsoleError(HookledgerError):
-    """A request the console refuses; ``status`` is the 4xx (or 503) of the page shown."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
 async def read_form(request: Request) -> dict[str, str]:
-    """A small url-encoded form, each name once. Raises ``ConsoleError`` (400, 413, 415)."""
+    """A small url-encoded form, each name once. Raises ``BadInput``, ``BodyTooLarge`` and
+    ``NotAForm``."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not content_type:
         return {}  # a bodiless POST: an empty form (which then fails the CSRF check)
     if content_type != "application/x-www-form-urlencoded":
-        raise ConsoleError(415, "Forms are sent as application/x-www-form-urlencoded.")
+        raise NotAForm("Forms are sent as application/x-www-form-urlencoded.")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise ConsoleError(413, "This form is too large.")
+        raise BodyTooLarge("This form is too large.")
     try:
         async with request.form(max_files=0, max_fields=20, max_part_size=MAX_FORM_BYTES) as data:
             fields = data.multi_items()
     except HTTPException as exc:
-        raise ConsoleError(
-            413 if exc.status_code == 413 else 400, "This form could not be read."
-        ) from exc
+        refusal = BodyTooLarge if exc.status_code == 413 else BadInput
+        raise refusal("This form could not be read.") from exc
     form: dict[str, str] = {}
     for name, value in fields:
         if not isinstance(value, str) or name in form:
-            raise ConsoleError(400, f"Form field {name[:40]!r} is not a single text value.")
+            raise BadInput(f"Form field {name[:40]!r} is not a single text value.")
         if "\x00" in value:
-            raise ConsoleError(400, f"Form field {name[:40]!r} may not contain NUL.")
+            raise BadInput(f"Form field {name[:40]!r} may not contain NUL.")
         form[name] = value
     return form
 
@@ -64,15 +56,15 @@ class Query:
         unknown = sorted(set(self._q.keys()) - allowed)
         if unknown:
             names = ", ".join(repr(u[:40]) for u in unknown[:5])
-            raise ConsoleError(400, f"Unknown search field(s): {names}.")
+            raise BadInput(f"Unknown search field(s): {names}.")
         for name, value in self._q.multi_items():
             if _CONTROL.search(value):
-                raise ConsoleError(400, f"{name} may not contain control characters.")
+                raise BadInput(f"{name} may not contain control characters.")
 
     def text(self, name: str, *, max_len: int = _TEXT_MAX) -> str | None:
         raw = self._q.get(name, "").strip()
         if len(raw) > max_len:
-            raise ConsoleError(400, f"{name} is longer than {max_len} characters.")
+            raise BadInput(f"{name} is longer than {max_len} characters.")
         return raw or None
 
     def when(self, name: str) -> datetime | None:
@@ -82,23 +74,21 @@ class Query:
         try:
             return parse_when(raw)
         except ValueError as exc:
-            raise ConsoleError(400, f"{name} {exc}.") from exc
+            raise BadInput(f"{name} {exc}.") from exc
 
     def window(self, start: str, end: str) -> tuple[datetime | None, datetime | None]:
         """The times ``start`` and ``end`` (``since``, ``until``); refused when reversed."""
         since, until = self.when(start), self.when(end)
         if since is not None and until is not None and since > until:
-            raise ConsoleError(
-                400, f"{start} {self.text(start)} is after {end} {self.text(end)}: nothing is both."
+            raise BadInput(
+                f"{start} {self.text(start)} is after {end} {self.text(end)}: nothing is both."
             )
         return since, until
 
     def choice(self, name: str, choices: tuple[str, ...] | frozenset[str]) -> str | None:
         raw = self.text(name)
         if raw is not None and raw not in choices:
-            raise ConsoleError(
-                400, f"{name} {raw[:40]!r} is not one of: {', '.join(sorted(choices))}."
-            )
+            raise BadInput(f"{name} {raw[:40]!r} is not one of: {', '.join(sorted(choices))}.")
         return raw
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
@@ -106,7 +96,7 @@ class Query:
         if raw is None:
             return default
         if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-            raise ConsoleError(400, f"{name} must be a whole number from {low} to {high}.")
+            raise BadInput(f"{name} must be a whole number from {low} to {high}.")
         return int(raw)
 
     def raw(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app import metrics
-from app.console.inputs import ConsoleError, Query, read_form, safe_next
+from app.console.inputs import Query, read_form, safe_next
 from app.console.session import (
     ConsoleSession,
     SessionsUnavailable,
@@ -33,6 +33,8 @@ from app.console.session import (
     token_matches,
 )
 from app.console.web import Console, Visit
+from app.routes.errors import status_of
+from app.routes.refusals import NotAuthenticated, Refused, StaleForm, Throttled
 from app.throttle import ThrottleUnavailable, throttle_for
 
 log = structlog.get_logger(__name__)
@@ -78,16 +80,16 @@ def login_page(console: Console) -> Callable[[Request], Awaitable[Response]]:
         home = str(request.url_for("console:home").path)
         try:
             next_path = safe_next(request, Query(request, {"next"}).text("next"), home)
-        except ConsoleError:
+        except Refused:
             next_path = home
         if not console.sessions.enabled:
             return _form_page(console, request, None, next_path, status=503)
         try:
             session = await console.current(request)
-        except SessionsUnavailable:
+        except SessionsUnavailable as exc:
             log.error("console.sessions_unavailable")
             return _form_page(
-                console, request, new_session(), next_path, status=503, error=_REDIS_DOWN
+                console, request, new_session(), next_path, status=status_of(exc), error=_REDIS_DOWN
             )
         if request.method == "GET":
             if session is not None and session.logged_in:
@@ -103,9 +105,9 @@ async def _attempt(
 ) -> Response:
     try:
         form = await read_form(request)
-    except ConsoleError as exc:
+    except Refused as exc:
         return _form_page(
-            console, request, new_session(), home, status=exc.status, error=exc.message
+            console, request, new_session(), home, status=status_of(exc), error=exc.message
         )
     next_path = safe_next(request, form.get("next"), home)
     if session is None or not csrf_matches(session, form.get("csrf", "")):
@@ -115,14 +117,16 @@ async def _attempt(
             request,
             new_session(),
             next_path,
-            status=403,
+            status=status_of(StaleForm),
             error="This login form had expired. Enter the token again.",
         )
     try:
         return await _judge(console, request, session, form, next_path)
-    except (ThrottleUnavailable, SessionsUnavailable):
+    except (ThrottleUnavailable, SessionsUnavailable) as exc:
         log.error("console.sessions_unavailable")
-        return _form_page(console, request, session, next_path, status=503, error=_REDIS_DOWN)
+        return _form_page(
+            console, request, session, next_path, status=status_of(exc), error=_REDIS_DOWN
+        )
 
 
 async def _judge(
@@ -142,7 +146,9 @@ async def _judge(
         log.warning("console.login_throttled", client=client, retry_after=wait)
         metrics.child(metrics.AUTH_THROTTLED, "console").inc()
         error = f"Too many wrong tokens from your address: try again in {wait} seconds."
-        response = _form_page(console, request, session, next_path, status=429, error=error)
+        response = _form_page(
+            console, request, session, next_path, status=status_of(Throttled), error=error
+        )
         response.headers["retry-after"] = str(wait)
         return response
     token = console.settings.admin_token
@@ -152,7 +158,12 @@ async def _judge(
             await throttle.failed()
         log.warning("console.login_refused", client=client)
         return _form_page(
-            console, request, session, next_path, status=401, error="Wrong admin token."
+            console,
+            request,
+            session,
+            next_path,
+            status=status_of(NotAuthenticated),
+            error="Wrong admin token.",
         )
     redis = request.app.state.aioredis
     if session.logged_in:

@@ -16,11 +16,12 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 from starlette.responses import Response, StreamingResponse
 
-from app.console.inputs import ConsoleError, Query
+from app.console.inputs import Query
 from app.console.web import Visit
 from app.domain.money import exact
 from app.exports import csv_chunks
 from app.routes.ledger import MAX_ROW_ID, business_types
+from app.routes.refusals import BadInput
 from app.store import ledger as queries
 from app.store.db import read_only
 from app.store.models import AccountBalance
@@ -41,18 +42,18 @@ def _date(q: Query, name: str, *, end_of_day: bool) -> tuple[str, int] | None:
     try:
         return raw, parse_day(raw, end_of_day=end_of_day)
     except ValueError as exc:
-        raise ConsoleError(400, f"{name} {exc}.") from None
+        raise BadInput(f"{name} {exc}.") from None
 
 
 def posting_filter(q: Query) -> queries.PostingFilter:
-    """The transactions filter of the page's query. Raises ``ConsoleError`` (400)."""
+    """The transactions filter of the page's query. Raises ``BadInput``."""
     account = q.text("account", max_len=64)
     business_type = q.choice("business_type", business_types())
     io_type = q.choice("io_type", ("in", "out"))
     start = _date(q, "from", end_of_day=False)
     end = _date(q, "to", end_of_day=True)
     if start is not None and end is not None and start[1] > end[1]:
-        raise ConsoleError(400, f"from {start[0]} is after to {end[0]}.")
+        raise BadInput(f"from {start[0]} is after to {end[0]}.")
     return queries.PostingFilter(
         accounts=[account] if account else None,
         business_types=[business_type] if business_type else None,
@@ -69,7 +70,7 @@ async def transactions(visit: Visit) -> Response:
     page_size = q.integer("page_size", PAGE_SIZE, low=1, high=MAX_PAGE_SIZE)
     pinned = q.text("as_of_id", max_len=10)
     if pinned is not None and not (pinned.isascii() and pinned.isdigit()):
-        raise ConsoleError(400, "as_of_id must be the value of a paging link.")
+        raise BadInput("as_of_id must be the value of a paging link.")
 
     def query(session: Session) -> dict[str, Any]:
         as_of_id = int(pinned) if pinned is not None else queries.max_posting_id(session)

@@ -13,8 +13,9 @@ from sqlmodel import Session, col
 from starlette.responses import Response
 
 from app import kinds
-from app.console.inputs import ConsoleError, Query
+from app.console.inputs import Query
 from app.console.web import Visit
+from app.routes.refusals import BadInput, NoSuchPage
 from app.services import replay as service
 from app.store import events as event_store
 from app.store import ops
@@ -37,23 +38,23 @@ def _path_id(visit: Visit) -> str:
     if not _ID.fullmatch(value) or (
         value.startswith("sig_") and signal_store.parse_signal_id(value) is None
     ):
-        raise ConsoleError(404, "No such event or signal.")
+        raise ops.NotFound("No such event or signal.")
     return value
 
 
 def _cursor(q: Query) -> str | None:
     cursor = q.text("cursor", max_len=48)
     if cursor is not None and not _ID.fullmatch(cursor):
-        raise ConsoleError(400, "cursor must be the value of a Next link.")
+        raise BadInput("cursor must be the value of a Next link.")
     return cursor
 
 
 def _reason(visit: Visit, *, required: bool) -> str | None:
     reason = visit.form.get("reason", "").strip()
     if len(reason) > _MAX_REASON:
-        raise ConsoleError(400, f"The reason is longer than {_MAX_REASON} characters.")
+        raise BadInput(f"The reason is longer than {_MAX_REASON} characters.")
     if required and not reason:
-        raise ConsoleError(400, "A discard needs a reason: say why this event is given up.")
+        raise BadInput("A discard needs a reason: say why this event is given up.")
     return reason or None
 
 
@@ -85,9 +86,7 @@ async def events(visit: Visit) -> Response:
     wanted = q.text("event_id", max_len=48)
     if wanted is not None:
         if not _ID.fullmatch(wanted):
-            raise ConsoleError(
-                400, f"{wanted!r} is not an event id (evt_...) or signal id (sig_N)."
-            )
+            raise BadInput(f"{wanted!r} is not an event id (evt_...) or signal id (sig_N).")
         return visit.redirect(visit.path("console:event", event_id=wanted))
     since, until = q.window("since", "until")
     source = q.text("source", max_len=64)
@@ -234,4 +233,4 @@ def _acted(visit: Visit, event_id: str, outcome: str) -> Response:
 
 
 async def not_found(visit: Visit) -> Response:
-    raise ConsoleError(404, "There is no such console page.")
+    raise NoSuchPage("There is no such console page.")

@@ -2,10 +2,11 @@
 pages themselves are in ``pages_ops`` and ``pages_ledger``; the session cookie in ``session``;
 forms and query parameters in ``inputs``.
 
-Errors are mapped to pages here, in one place: a ``ConsoleError`` carries its page's 4xx
-status, an ``ops.OpsError`` gets the edge's (``app.routes.errors``); a database that does not
-answer is a 503 page, and so is Redis, where logins live (``session``): a login that cannot be
-checked is not trusted. A handler never returns a 500 for anything a person can type.
+Errors are mapped to pages here, in one place, each with its status from the edge's table
+(``app.routes.errors``): a refusal of the console's own (``app.routes.refusals``) or an
+``ops.OpsError`` is a 4xx page; a database that does not answer is a 503 page, and so is Redis,
+where logins live (``session``): a login that cannot be checked is not trusted. A handler never
+returns a 500 for anything a person can type.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from app.console.inputs import ConsoleError, read_form, safe_next
+from app.console.inputs import read_form, safe_next
 from app.console.session import (
     ConsoleSession,
     SessionCodec,
@@ -35,7 +36,9 @@ from app.console.session import (
     is_live,
 )
 from app.domain.money import canonical
+from app.errors import DependencyDown
 from app.routes.errors import status_of
+from app.routes.refusals import Refused, StaleForm
 from app.runtime import Runtime
 from app.settings import Settings
 from app.store import ops
@@ -167,7 +170,7 @@ class Console:
     def sessions_down(self, request: Request) -> Response:
         """The 503 page shown while Redis does not answer."""
         log.error("console.sessions_unavailable")
-        return self.error_page(request, None, 503, _SESSIONS_DOWN)
+        return self.error_page(request, None, status_of(SessionsUnavailable), _SESSIONS_DOWN)
 
     def error_page(
         self, request: Request, session: ConsoleSession | None, status: int, message: str
@@ -192,16 +195,17 @@ class Console:
             try:
                 form = await _checked_form(request, session) if request.method == "POST" else {}
                 return await handler(Visit(self, request, session, form))
-            except ConsoleError as exc:
-                return self.error_page(request, session, exc.status, exc.message)
-            except ops.OpsError as exc:
+            except (Refused, ops.OpsError) as exc:
                 return self.error_page(request, session, status_of(exc), exc.message)
             except SessionsUnavailable:
                 return self.sessions_down(request)
             except (OperationalError, InterfaceError) as exc:
                 log.error("console.database_unavailable", error=type(exc).__name__)
                 return self.error_page(
-                    request, session, 503, "The database is unavailable; try again shortly."
+                    request,
+                    session,
+                    status_of(DependencyDown),
+                    "The database is unavailable; try again shortly.",
                 )
 
         return endpoint
@@ -268,5 +272,5 @@ def _to_login(request: Request) -> Response:
 async def _checked_form(request: Request, session: ConsoleSession) -> dict[str, str]:
     form = await read_form(request)
     if not csrf_matches(session, form.get("csrf", "")):
-        raise ConsoleError(403, _STALE_FORM)
+        raise StaleForm(_STALE_FORM)
     return form

@@ -21,9 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import kinds, metrics
-from app.errors import HookledgerError
 from app.responses import json_response
 from app.routes.errors import status_of
+from app.routes.refusals import (
+    AuthUnavailable,
+    BadInput,
+    BodyTooLarge,
+    NotAuthenticated,
+    Refused,
+    Throttled,
+)
 from app.runtime import Runtime
 from app.services import replay as service
 from app.store import ops
@@ -43,23 +50,11 @@ def _path_id(request: Request) -> str:
     if not _ID.fullmatch(value) or (
         value.startswith("sig_") and signal_store.parse_signal_id(value) is None
     ):
-        raise AdminError(404, "not_found", "no such event or signal")
+        raise ops.NotFound("no such event or signal")
     return value
 
 
 _MAX_BODY = 16_384
-
-
-class AdminError(HookledgerError):
-    """The admin API's own refusals (credentials, throttling, bad input), with the answer's
-    status: an error of the edge itself."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.headers = headers
 
 
 async def _authorize(request: Request) -> str:
@@ -67,32 +62,35 @@ async def _authorize(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, presented = header.partition(" ")
     if token is None:
-        raise AdminError(
-            401, "unauthorized", "the admin API is disabled: HOOKLEDGER_ADMIN_TOKEN is not set"
-        )
+        raise NotAuthenticated("the admin API is disabled: HOOKLEDGER_ADMIN_TOKEN is not set")
     throttle = throttle_for(request)
     try:
         wait = await throttle.retry_after()
         if wait is not None:
             metrics.child(metrics.AUTH_THROTTLED, "admin").inc()
-            raise AdminError(
-                429,
-                "too_many_requests",
+            raise Throttled(
                 f"too many wrong tokens from this address; try again in {wait} s",
-                {"retry-after": str(wait)},
+                retry_after=wait,
             )
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             presented.strip().encode("utf-8", "replace"), token.encode()
         ):
             if header.strip():  # a credential was offered: a guess (nothing at all is none)
                 await throttle.failed()
-            raise AdminError(401, "unauthorized", "missing or wrong bearer token")
+            raise NotAuthenticated("missing or wrong bearer token")
     except ThrottleUnavailable as exc:
-        raise AdminError(
-            503, "unavailable", "Redis is unavailable, so no token is checked; try again shortly"
+        raise AuthUnavailable(
+            "Redis is unavailable, so no token is checked; try again shortly"
         ) from exc
     actor = request.headers.get("x-actor", "").strip()[:64]
     return f"admin-api:{actor}" if actor else "admin-api"
+
+
+def _headers(refusal: Refused) -> dict[str, str] | None:
+    """The headers of a refusal's answer: ``Retry-After`` when the address is throttled."""
+    if isinstance(refusal, Throttled):
+        return {"retry-after": str(refusal.retry_after)}
+    return None
 
 
 def admin(
@@ -103,9 +101,9 @@ def admin(
             actor = await _authorize(request)
             _refuse_nul(request.query_params.multi_items(), "parameter")
             return json_response(await handler(request, request.app.state.runtime, actor))
-        except AdminError as exc:
+        except Refused as exc:
             body = {"error": exc.code, "message": exc.message}
-            return json_response(body, exc.status, headers=exc.headers)
+            return json_response(body, status_of(exc), headers=_headers(exc))
         except ops.OpsError as exc:
             code = (
                 "not_found"
@@ -123,25 +121,25 @@ def _when(raw: object, name: str) -> Any:
     if raw is None or raw == "":
         return None
     if not isinstance(raw, str):
-        raise AdminError(400, "bad_request", f"{name} must be a string: {WHEN_FORMATS}")
+        raise BadInput(f"{name} must be a string: {WHEN_FORMATS}")
     try:
         return parse_when(raw)
     except ValueError as exc:
-        raise AdminError(400, "bad_request", f"{name} {exc}") from exc
+        raise BadInput(f"{name} {exc}") from exc
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > _MAX_BODY:
-        raise AdminError(413, "too_large", "request body too large")
+        raise BodyTooLarge("request body too large")
     if not body.strip():
         return {}
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise AdminError(400, "bad_request", f"body is not JSON: {exc}") from exc
+        raise BadInput(f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise AdminError(400, "bad_request", "body must be a JSON object")
+        raise BadInput("body must be a JSON object")
     _refuse_nul(((k, v) for k, v in data.items() if isinstance(v, str)), "field")
     return data
 
@@ -150,7 +148,7 @@ def _refuse_nul(items: Iterable[tuple[str, str]], what: str) -> None:
     """Refuse NUL in text that may reach SQL: no column can hold it (PostgreSQL refuses)."""
     for name, value in items:
         if "\x00" in value:
-            raise AdminError(400, "bad_request", f"{what} {name} may not contain NUL (\\u0000)")
+            raise BadInput(f"{what} {name} may not contain NUL (\\u0000)")
 
 
 def _in_thread(fn: Callable[[], Any]) -> Awaitable[Any]:
@@ -162,10 +160,10 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
     q = request.query_params
     unknown = set(q.keys()) - {"source", "status", "since", "until", "limit", "cursor"}
     if unknown:
-        raise AdminError(400, "bad_request", f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        raise BadInput(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     raw_limit = q.get("limit", "50")
     if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise AdminError(400, "bad_request", f"limit must be 1 to {MAX_LIMIT}")
+        raise BadInput(f"limit must be 1 to {MAX_LIMIT}")
     limit = int(raw_limit)
     flt = ops.EventFilter(
         source=q.get("source") or None,
@@ -175,7 +173,7 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
     )
     cursor = q.get("cursor") or None
     if cursor is not None and not _ID.fullmatch(cursor):
-        raise AdminError(400, "bad_request", "cursor must be a next_cursor value")
+        raise BadInput("cursor must be a next_cursor value")
 
     def query() -> list[dict[str, Any]]:
         with Session(read_only(runtime.engine)) as session:
@@ -215,7 +213,7 @@ async def replay_event(request: Request, runtime: Runtime, actor: str) -> dict[s
     event_id = _path_id(request)
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
-        raise AdminError(400, "bad_request", "reason must be a string")
+        raise BadInput("reason must be a string")
     outcome = await _in_thread(
         lambda: service.replay(runtime, event_id, actor=actor, reason=reason)
     )
@@ -228,7 +226,7 @@ async def discard_event(request: Request, runtime: Runtime, actor: str) -> dict[
     body = await _json_body(request)
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        raise AdminError(400, "bad_request", 'a discard needs {"reason": "..."}')
+        raise BadInput('a discard needs {"reason": "..."}')
     event_id = _path_id(request)
     outcome = await _in_thread(
         lambda: service.discard(runtime, event_id, actor=actor, reason=reason)
@@ -242,13 +240,13 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     body = await _json_body(request)
     unknown = set(body) - {"source", "since", "until", "dry_run", "reason"}
     if unknown:
-        raise AdminError(400, "bad_request", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
-        raise AdminError(400, "bad_request", "dry_run must be true or false")
+        raise BadInput("dry_run must be true or false")
     for name in ("source", "reason"):
         if body.get(name) is not None and not isinstance(body[name], str):
-            raise AdminError(400, "bad_request", f"{name} must be a string")
+            raise BadInput(f"{name} must be a string")
     flt = ops.EventFilter(
         source=body.get("source") or None,
         since=_when(body.get("since"), "since"),

@@ -16,7 +16,17 @@ from app.domain.errors import (
     UnsupportedMedia,
     ValidationFailed,
 )
-from app.errors import HookledgerError
+from app.errors import DependencyDown, HookledgerError
+from app.routes.refusals import (
+    AuthUnavailable,
+    BadInput,
+    BodyTooLarge,
+    NoSuchPage,
+    NotAForm,
+    NotAuthenticated,
+    StaleForm,
+    Throttled,
+)
 from app.store.ops import Conflict, NotFound, OpsError
 
 STATUS: dict[type[HookledgerError], int] = {
@@ -33,6 +43,15 @@ STATUS: dict[type[HookledgerError], int] = {
     NotFound: 404,
     Conflict: 409,
     OpsError: 400,
+    BadInput: 400,
+    NotAuthenticated: 401,
+    StaleForm: 403,
+    NoSuchPage: 404,
+    BodyTooLarge: 413,
+    NotAForm: 415,
+    Throttled: 429,
+    AuthUnavailable: 503,
+    DependencyDown: 503,
 }
 
 

@@ -97,8 +97,9 @@ async def receive_hook(request: Request) -> Response:
         return json_response(exc.body(), status, headers=headers)
     except ClientDisconnect:
         log.info("hook.client_disconnected")
-        _count(name, 400, "bad_request")
-        return json_response({"error": "bad_request", "message": "client disconnected"}, 400)
+        refusal = BadRequest("client disconnected")
+        _count(name, status_of(refusal), refusal.code)
+        return json_response(refusal.body(), status_of(refusal))
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
     if _info_enabled():

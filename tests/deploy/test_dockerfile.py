@@ -1,11 +1,14 @@
 """deploy/Dockerfile, checked without Docker (no registry is reachable here to build it).
 
-The Dockerfile is parsed as Docker's parser reads it (directives, comments, continuations)
-and checked: known instructions only; every base image pinned to a version; a non-root,
-numeric USER before ENTRYPOINT and CMD; no ADD; no secret baked in through ENV or ARG; every
-COPY source present in the repository and let into the build context by the root
-.dockerignore; the entry point is the `hookledger` command and CMD a command its parser
-accepts; a HEALTHCHECK whose script really checks /healthz (run here against a real server).
+The Dockerfile is parsed as Docker's parser reads it (directives, comments, continuations,
+ENV's quoting and variables) and checked for what it means: known instructions only; every base
+image pinned to a version; a non-root, numeric USER before ENTRYPOINT and CMD; no ADD; no secret
+or config baked in; every COPY source present in the repository and let into the build context
+by the root .dockerignore; a Python started with the image's environment is unbuffered and
+writes no bytecode (run here); `hookledger` found on PATH in the environment the build stage
+installed; CMD a `web` command the real parser accepts, on the EXPOSEd port; a HEALTHCHECK
+whose script (traced back through its COPY) asks /healthz on that port, run here against a real
+server.
 What this cannot show: that the image builds and starts (pip resolving the dependencies, the
 tini package, file ownership); that needs `docker build` on a machine that reaches Docker Hub.
 """
@@ -15,15 +18,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.deploy.tools import DEPLOY, REPO, cli_command, load_yaml
+from tests.deploy.tools import DEPLOY, REPO, cli_args, load_yaml
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -32,6 +39,7 @@ KNOWN = {
     "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
 }  # fmt: skip
 SECRETISH = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH|PRIVATE|_URL$", re.IGNORECASE)
+VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,43 @@ def stages(instructions: list[Instruction]) -> list[list[Instruction]]:
         assert result, f"line {instruction.line}: {instruction.name} before FROM"
         result[-1].append(instruction)
     return result
+
+
+def image_env(stage: list[Instruction]) -> dict[str, str]:
+    """The environment the ENV instructions of ``stage`` give its containers. Each
+    ``NAME=value`` is read as Docker reads it (quotes removed) and expanded against the
+    environment before its instruction (``$NAME``, ``${NAME}``); a name only the base image
+    sets (PATH) keeps its reference."""
+    env: dict[str, str] = {}
+    for instruction in (i for i in stage if i.name == "ENV"):
+        before = dict(env)
+        for pair in shlex.split(instruction.args):
+            name, sep, value = pair.partition("=")
+            assert sep, f"line {instruction.line}: use ENV NAME=value"
+            env[name] = _expand(value, before)
+    return env
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    """``value`` with ``$NAME`` and ``${NAME}`` replaced from ``env``; other names kept."""
+    return VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), value)
+
+
+def _copies(stage: list[Instruction]) -> list[tuple[dict[str, str], list[str], str]]:
+    """Each COPY of ``stage`` as (options, sources, destination)."""
+    found = []
+    for instruction in (i for i in stage if i.name == "COPY"):
+        options, args = _options(instruction.args)
+        *sources, destination = args.split()
+        found.append((options, sources, destination))
+    return found
+
+
+def _duration_s(value: str) -> float:
+    """A HEALTHCHECK duration (``15s``, ``1m30s``, ``500ms``) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value)
+    assert parts and "".join(n + u for n, u in parts) == value, f"unreadable duration {value!r}"
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in parts)
 
 
 def _dockerignore_regex(pattern: str) -> re.Pattern[str]:
@@ -216,35 +261,82 @@ def test_the_final_stage_runs_as_a_numeric_non_root_user(final: list[Instruction
         assert manifest["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(uid)
 
 
-def test_python_does_not_write_bytecode_and_is_unbuffered(final: list[Instruction]) -> None:
-    env = " ".join(i.args for i in final if i.name == "ENV")
-    assert re.search(r"\bPYTHONDONTWRITEBYTECODE=1\b", env)
-    assert re.search(r"\bPYTHONUNBUFFERED=1\b", env)
-    # No config in the image: the processes read the mounted one, or stop (exit 2).
-    assert "HOOKLEDGER_CONFIG=/etc/hookledger/hookledger.toml" in env
+def test_the_image_environment_parses_as_docker_reads_it() -> None:
+    text = 'FROM a:1\nENV A=1 B="two words"\nENV PATH=/x/bin:$PATH C=${A}0 A=3\n'
+    env = image_env(parse_dockerfile(text))
+    assert env == {"A": "3", "B": "two words", "PATH": "/x/bin:$PATH", "C": "10"}
+
+
+def test_python_in_the_image_runs_unbuffered_without_writing_bytecode(
+    final: list[Instruction],
+) -> None:
+    python_env = {k: v for k, v in image_env(final).items() if k.startswith("PYTHON")}
+    probe = "import sys; print(sys.flags.dont_write_bytecode, sys.stdout.write_through)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=python_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    # Unbuffered: a log line reaches `docker logs` when written, not when a buffer fills.
+    assert result.stdout.split() == ["1", "True"]
+
+
+def test_no_config_is_baked_in(final: list[Instruction]) -> None:
+    """The processes read the config a deployment mounts, or stop (exit 2): never one of the
+    image's own, and never the demo config's public secrets."""
+    config = image_env(final)["HOOKLEDGER_CONFIG"]
+    assert config.startswith("/")
+    for *_, destination in _copies(final):
+        assert not config.startswith(destination.rstrip("/") + "/") and config != destination
 
 
 def test_entrypoint_is_hookledger_and_cmd_is_the_web_edge(final: list[Instruction]) -> None:
     entrypoint = _first(final, "ENTRYPOINT").exec_form()
     assert entrypoint[-1] == "hookledger"
     assert entrypoint[:2] == ["tini", "--"], "an init that forwards SIGTERM and reaps children"
-    cmd = _first(final, "CMD").exec_form()
-    assert cli_command(cmd) == "web"
-    port = cmd[cmd.index("--port") + 1]
-    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
-    assert _first(final, "EXPOSE").args.split() == [port]
+    web = cli_args(_first(final, "CMD").exec_form())
+    assert web.command == "web"
+    assert web.host == "0.0.0.0"
+    assert _first(final, "EXPOSE").args.split() == [str(web.port)]
+
+
+def test_hookledger_is_found_in_the_environment_the_build_stage_installed(
+    instructions: list[Instruction], final: list[Instruction]
+) -> None:
+    """ENTRYPOINT names ``hookledger``: the first directory of the image's PATH is the bin
+    directory of an environment copied whole from the build stage, where this project was
+    installed into it with that environment's own pip."""
+    build = stages(instructions)[0]
+    build_name = build[0].args.partition(" AS ")[2].strip()
+    copied = [
+        destination.rstrip("/")
+        for options, _sources, destination in _copies(final)
+        if options.get("from") == build_name
+    ]
+    first = image_env(final)["PATH"].split(":")[0]
+    environments = [d for d in copied if first == f"{d}/bin"]
+    assert environments, f"PATH starts with {first}, which no COPY --from={build_name} fills"
+    environment = environments[0]
+    installs = [
+        shlex.split(command)
+        for run in build
+        if run.name == "RUN"
+        for command in run.args.split("&&")
+    ]
+    assert [f"{environment}/bin/pip", "install", "."] in installs
 
 
 def test_copy_sources_exist_and_are_in_the_build_context(instructions: list[Instruction]) -> None:
     patterns = dockerignore()
     copied = []
-    for instruction in (i for i in instructions if i.name == "COPY"):
-        options, args = _options(instruction.args)
+    for options, sources, _destination in _copies(instructions):
         if "from" in options:
             continue
-        *sources, _destination = args.split()
         for source in sources:
-            assert (REPO / source).exists(), f"line {instruction.line}: {source} is missing"
+            assert (REPO / source).exists(), f"{source} is missing"
             assert build_context_admits(source, patterns), f"{source} is .dockerignored"
             copied.append(source)
     assert {"pyproject.toml", "README.md", "app", "workers"} <= set(copied)
@@ -292,22 +384,67 @@ def test_the_dockerignore_matcher_follows_dockers_rules() -> None:
 # --- the HEALTHCHECK script -------------------------------------------------------------------
 
 
-def _healthcheck_module() -> ModuleType:
-    path = DEPLOY / "docker" / "healthcheck.py"
-    spec = importlib.util.spec_from_file_location("hookledger_image_healthcheck", path)
+def _healthcheck(final: list[Instruction]) -> tuple[dict[str, str], list[str]]:
+    """The HEALTHCHECK's options and its command (exec form)."""
+    options, command = _options(_first(final, "HEALTHCHECK").args)
+    kind, _, argv = command.partition(" ")
+    assert kind == "CMD", "a check that runs, in exec form"
+    return options, [str(arg) for arg in json.loads(argv)]
+
+
+def _healthcheck_source(final: list[Instruction]) -> Path:
+    """The repository file the HEALTHCHECK runs: its script traced back through the COPY that
+    puts it into the final stage."""
+    script = _healthcheck(final)[1][-1]
+    sources = [
+        source
+        for options, copied, destination in _copies(final)
+        if "from" not in options
+        for source in copied
+        if script in (destination, destination.rstrip("/") + "/" + Path(source).name)
+    ]
+    assert len(sources) == 1, f"{script} is not copied into the final stage"
+    return REPO / sources[0]
+
+
+@pytest.fixture(scope="module")
+def healthcheck(final: list[Instruction]) -> ModuleType:
+    """The script the image's HEALTHCHECK runs, imported."""
+    spec = importlib.util.spec_from_file_location(
+        "hookledger_image_healthcheck", _healthcheck_source(final)
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_healthcheck_runs_the_copied_script(final: list[Instruction]) -> None:
-    options, command = _options(_first(final, "HEALTHCHECK").args)
+@pytest.fixture(scope="module")
+def pid_1(final: list[Instruction]) -> list[str]:
+    """What the container runs as PID 1 by default: ENTRYPOINT then CMD."""
+    return [*_first(final, "ENTRYPOINT").exec_form(), *_first(final, "CMD").exec_form()]
+
+
+def test_the_healthcheck_answers_before_docker_gives_up_on_it(
+    final: list[Instruction], healthcheck: ModuleType
+) -> None:
+    options, _command = _healthcheck(final)
     assert {"interval", "timeout", "start-period", "retries"} <= set(options)
-    assert command.startswith("CMD ")
-    argv = json.loads(command.removeprefix("CMD "))
-    copies = [i.args.split()[-1] for i in final if i.name == "COPY"]
-    assert argv[-1] in copies, "the HEALTHCHECK script is copied into the final stage"
+    assert int(options["retries"]) >= 1
+    # The script's own HTTP timeout ends first, so an unanswered /healthz is a clean failure.
+    timeout = _duration_s(options["timeout"])
+    assert healthcheck.TIMEOUT_S < timeout < _duration_s(options["interval"])
+
+
+def test_the_healthcheck_asks_the_port_the_image_serves_on(
+    final: list[Instruction], healthcheck: ModuleType, pid_1: list[str]
+) -> None:
+    exposed = int(_first(final, "EXPOSE").args.split()[0].split("/")[0])
+    assert healthcheck.web_address(pid_1) == ("127.0.0.1", exposed)
+    # `docker run IMAGE worker` (or sweeper) replaces CMD: no HTTP server, nothing to ask.
+    entrypoint = _first(final, "ENTRYPOINT").exec_form()
+    for command in ("worker", "sweeper"):
+        assert healthcheck.web_address([*entrypoint, command]) is None
 
 
 @pytest.fixture
@@ -334,31 +471,31 @@ def health_server() -> Iterator[tuple[int, dict[str, int]]]:
         thread.join(timeout=5)
 
 
-def test_the_healthcheck_finds_the_web_port_in_pid_1s_command_line() -> None:
-    module = _healthcheck_module()
+def test_the_healthcheck_reads_the_port_from_any_web_command_line(
+    healthcheck: ModuleType,
+) -> None:
     web = ["tini", "--", "hookledger", "web", "--host", "0.0.0.0", "--port", "9001"]
-    assert module.web_address(web) == ("127.0.0.1", 9001)
-    assert module.web_address(["/opt/hookledger/bin/hookledger", "web"]) == ("127.0.0.1", 8000)
-    assert module.web_address(["hookledger", "web", "--port=8123"]) == ("127.0.0.1", 8123)
-    assert module.web_address(["tini", "--", "hookledger", "worker"]) is None
-    assert module.web_address(["tini", "--", "hookledger", "sweeper"]) is None
-    assert module.web_address(["python", "-c", "pass"]) is None
+    assert healthcheck.web_address(web) == ("127.0.0.1", 9001)
+    assert healthcheck.web_address(["/opt/hookledger/bin/hookledger", "web"]) == ("127.0.0.1", 8000)
+    assert healthcheck.web_address(["hookledger", "web", "--port=8123"]) == ("127.0.0.1", 8123)
+    assert healthcheck.web_address(["python", "-c", "pass"]) is None
 
 
-def test_the_healthcheck_asks_healthz(health_server: tuple[int, dict[str, int]]) -> None:
-    module = _healthcheck_module()
+def test_the_healthcheck_asks_healthz(
+    healthcheck: ModuleType, pid_1: list[str], health_server: tuple[int, dict[str, int]]
+) -> None:
     port, state = health_server
-    argv = ["tini", "--", "hookledger", "web", "--host", "0.0.0.0", "--port", str(port)]
-    assert module.check(argv, timeout_s=2) == 0
+    argv = list(pid_1)  # the image's own command line, serving on the test server's port
+    argv[argv.index("--port") + 1] = str(port)
+    assert healthcheck.check(argv, timeout_s=2) == 0
     state["status"] = 500
-    assert module.check(argv, timeout_s=2) == 1
-    assert module.check(["tini", "--", "hookledger", "worker"], timeout_s=2) == 0
+    assert healthcheck.check(argv, timeout_s=2) == 1
+    assert healthcheck.check(["tini", "--", "hookledger", "worker"], timeout_s=2) == 0
 
 
-def test_the_healthcheck_fails_when_nothing_listens() -> None:
-    module = _healthcheck_module()
+def test_the_healthcheck_fails_when_nothing_listens(healthcheck: ModuleType) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     port = server.server_address[1]
     server.server_close()  # the port is now closed
-    assert module.check(["hookledger", "web", "--port", str(port)], timeout_s=2) == 1
-    assert module.check(["hookledger", "web", "--port", "not-a-port"], timeout_s=2) == 1
+    assert healthcheck.check(["hookledger", "web", "--port", str(port)], timeout_s=2) == 1
+    assert healthcheck.check(["hookledger", "web", "--port", "not-a-port"], timeout_s=2) == 1

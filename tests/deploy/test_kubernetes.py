@@ -5,22 +5,29 @@ offline. Strict mode: an unknown field is an error, not ignored. Validated for K
 1.30 (the oldest release these manifests support: HPA autoscaling/v2 and PDB policy/v1 are GA
 long before it) and 1.34. Beyond the schemas: the web probes, the worker's grace period
 against the configured job timeout, one sweeper, the restricted security context, commands
-the CLI accepts, a Secret example with placeholders only, and an Ingress that exposes only the
-callback receiver and the accountants' API. What this cannot show: that a cluster admits and
+the CLI accepts (and the ports they listen on), the config file present in the mounted
+ConfigMap, the web probes sent to the app itself (built here from the ConfigMap's config,
+with Redis unreachable), a Secret example with placeholders only, and an Ingress that exposes
+only the callback receiver and the accountants' API. What this cannot show: that a cluster admits and
 runs them (that needs a cluster and the built image).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+from starlette.testclient import TestClient
 
-from app.settings import parse_config
+from app.main import create_app
+from app.settings import load_settings, parse_config
 from tests.deploy.tools import (
     DEPLOY,
+    cli_args,
     cli_command,
     expand_k8s,
     job_timeout_s,
@@ -69,18 +76,28 @@ def test_the_worker_pod_exports_its_metrics_from_the_shared_directory() -> None:
     pod = _deployment("worker")["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
     exporter = containers["metrics"]
-    assert exporter["args"][0] == "metrics"
-    assert exporter["ports"] == [{"name": "metrics", "containerPort": 9100}]
+    served = cli_args(exporter["args"])
+    assert served.command == "metrics"
+    # Listening on the declared port, on every address of the pod: a scraper reaches it.
+    assert [p["containerPort"] for p in exporter["ports"]] == [served.port]
+    assert not ipaddress.ip_address(served.host).is_loopback
     assert exporter["securityContext"] == containers["worker"]["securityContext"]
+    # Both containers see one directory: the same emptyDir volume, mounted where it lies.
+    volumes = {v["name"]: v for v in pod["volumes"]}
 
-    def directory(container: dict[str, Any]) -> str:
-        (value,) = (e["value"] for e in container["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR")
-        return str(value)
+    def directory_volume(container: dict[str, Any]) -> tuple[str, str]:
+        (directory,) = (
+            e["value"] for e in container["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR"
+        )
+        (mount,) = (
+            m
+            for m in container["volumeMounts"]
+            if f"{directory}/".startswith(m["mountPath"].rstrip("/") + "/")
+        )
+        assert "emptyDir" in volumes[mount["name"]] and not mount.get("readOnly")
+        return str(directory), str(mount["name"])
 
-    shared = directory(containers["worker"])
-    assert directory(exporter) == shared and shared.startswith("/tmp/")
-    for container in (exporter, containers["worker"]):
-        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert directory_volume(exporter) == directory_volume(containers["worker"])
 
 
 def _config_text() -> str:
@@ -170,8 +187,11 @@ def test_pods_run_hookledger_locked_down(component: str, command: str) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
-    config_dir = env["HOOKLEDGER_CONFIG"].rsplit("/", 1)[0]
-    assert volumes[mounts[config_dir]]["configMap"]["name"] == "hookledger-config"
+    # The file the process reads is the ConfigMap's key of that name, in its mounted directory.
+    config_dir, _, config_file = env["HOOKLEDGER_CONFIG"].rpartition("/")
+    config_map = volumes[mounts[config_dir]]["configMap"]
+    assert config_map["name"] == "hookledger-config" and "items" not in config_map
+    assert config_file in _one("ConfigMap", config_map["name"])["data"]
     assert container["envFrom"] == [{"secretRef": {"name": "hookledger"}}]
     assert {"cpu", "memory"} <= set(container["resources"]["requests"])
     assert "memory" in container["resources"]["limits"]
@@ -182,15 +202,14 @@ def test_web_probes_drain_and_port() -> None:
     pod = deployment["spec"]["template"]["spec"]
     container = _container("web")
     env = {e["name"]: e["value"] for e in container["env"]}
-    args = expand_k8s(container["args"], env)
-    port = int(env["PORT"])
-    assert "$(PORT)" in container["args"], "the port comes from PORT"
-    assert args[args.index("--port") + 1] == str(port)
-    assert args[args.index("--host") + 1] == "0.0.0.0"
-    assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    web = cli_args(expand_k8s(container["args"], env))
+    assert web.command == "web" and web.host == "0.0.0.0"
+    assert web.port == int(env["PORT"])
+    moved = cli_args(expand_k8s(container["args"], {**env, "PORT": "9123"}))
+    assert moved.port == 9123, "the port comes from PORT"
+    assert container["ports"] == [{"name": "http", "containerPort": web.port, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "http", probe
     sleep = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep" and int(sleep[1]) > 0
     # The drain and then uvicorn's graceful stop fit in the grace period.
@@ -198,6 +217,34 @@ def test_web_probes_drain_and_port() -> None:
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     strategy = deployment["spec"]["strategy"]["rollingUpdate"]
     assert strategy["maxUnavailable"] == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def test_web_probes_ask_what_the_app_answers(tmp_path: Path) -> None:
+    """The probes' requests, sent to the app built from the ConfigMap's config while Redis
+    does not answer: startup and liveness pass (an outage must not restart every web pod),
+    readiness fails (the pod leaves the Service's endpoints until Redis is back)."""
+    container = _container("web")
+    text = _config_text()
+    config = tmp_path / "hookledger.toml"
+    config.write_text(text, encoding="utf-8")
+    env = {
+        **synthetic_env(text),
+        "HOOKLEDGER_CONFIG": str(config),
+        "HOOKLEDGER_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db",
+        "HOOKLEDGER_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
+    }
+    with TestClient(create_app(load_settings(env))) as client:
+        answers = {
+            probe: client.get(container[probe]["httpGet"]["path"]).status_code
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
+    assert answers == {"startupProbe": 200, "livenessProbe": 200, "readinessProbe": 503}
 
 
 def test_workers_have_no_http_probes_and_outlast_a_job() -> None:

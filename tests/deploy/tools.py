@@ -7,6 +7,7 @@ them (``.ci/run``), and a check that quietly skips there checks nothing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -90,15 +91,19 @@ def yaml_files() -> list[Path]:
     return sorted(p for p in DEPLOY.rglob("*") if p.suffix in {".yml", ".yaml"} and p.is_file())
 
 
-def cli_command(args: Sequence[str]) -> str:
-    """The ``hookledger`` subcommand ``args`` runs, after parsing them with the real parser.
+def cli_args(args: Sequence[str]) -> argparse.Namespace:
+    """``args`` as the ``hookledger`` command reads them: the real parser, defaults filled in.
 
     Fails the test, naming ``args``, if the CLI would refuse them (argparse exits with 2)."""
     try:
-        namespace = build_parser().parse_args(list(args))
+        return build_parser().parse_args(list(args))
     except SystemExit as exc:
         pytest.fail(f"`hookledger {' '.join(args)}` is not a valid command (exit {exc.code})")
-    return str(namespace.command)
+
+
+def cli_command(args: Sequence[str]) -> str:
+    """The ``hookledger`` subcommand ``args`` runs, after parsing them with the real parser."""
+    return str(cli_args(args).command)
 
 
 def expand_k8s(args: Sequence[str], env: Mapping[str, str]) -> list[str]:

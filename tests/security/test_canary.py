@@ -1,7 +1,8 @@
-"""The canary check itself (tests/canary.py): the detector finds a secret in every form it can
-take in a log line, the capture really sees in-process and subprocess logs, and every secret
-the suite configures is a canary. Nothing here logs a secret: the leaking lines are rendered
-into local buffers and handed to the detector, never to the session's logs."""
+"""The canary check itself (tests/canary.py, run by the plugin tests/canary_plugin.py): the
+detector finds a secret in every form it can take in a log line, the capture really sees
+in-process and subprocess logs, and every secret the suite configures is a canary. Nothing
+here logs a secret: the leaking lines are rendered into local buffers and handed to the
+detector, never to the session's logs."""
 
 from __future__ import annotations
 
@@ -125,6 +126,10 @@ def test_clean_lines_are_not_leaks() -> None:
         "",
     ]
     assert find_leaks(lines, where="sample") == []
+
+
+def test_the_capture_runs_as_a_registered_plugin(pytestconfig: pytest.Config) -> None:
+    assert pytestconfig.pluginmanager.has_plugin("tests.canary_plugin")
 
 
 def test_in_process_logs_reach_the_capture(canary_watch) -> None:

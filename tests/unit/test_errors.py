@@ -1,5 +1,6 @@
 """One exception tree: every error class hookledger defines descends from ``HookledgerError``,
-and every refusal of a callback has its HTTP status in the edge's one table."""
+and every refusal at the edge (a callback's, the admin API's, the console's) has its HTTP status
+in the edge's one table."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import workers
 from app.domain.errors import HookError
 from app.errors import HookledgerError
 from app.routes.errors import STATUS, status_of
+from app.routes.refusals import Refused
 
 
 def _our_modules() -> list[str]:
@@ -50,5 +52,16 @@ def test_every_callback_refusal_has_its_status_at_the_edge() -> None:
     assert all(klass in STATUS for klass in refusals)
 
 
+def test_every_admin_and_console_refusal_has_its_status_and_code() -> None:
+    refusals = [e for e in _our_errors() if issubclass(e, Refused) and e is not Refused]
+    assert all(klass in STATUS for klass in refusals)
+    assert {status_of(e) for e in refusals} == {400, 401, 403, 404, 413, 415, 429, 503}
+    # Each names its refusal in the admin API's answers, and no two alike.
+    assert len({e.code for e in refusals}) == len(refusals)
+
+
 def test_errors_carry_no_http_status() -> None:
-    assert not any(hasattr(e, "status") for e in _our_errors() if issubclass(e, HookError))
+    for error in _our_errors():
+        assert not any(hasattr(error, name) for name in ("status", "status_code", "headers"))
+        parameters = inspect.signature(error.__init__).parameters
+        assert not {"status", "status_code", "headers"} & set(parameters), error
