@@ -31,6 +31,8 @@ catching it catches all of them, and nothing else (a bug stays a bug):
     ├── BlockedTarget                an outbound address refused (SSRF)     app.signals.net
     ├── Unresolvable                 an outbound host did not resolve       app.signals.net
     ├── StartFailed                  ``hookledger up`` could not start      app.supervisor
+    ├── SchemaMismatch               the database is not at the code's      app.store.schema
+    │                                schema revision (behind, ahead, none)
     └── DependencyDown               Redis or the database did not answer
         ├── ThrottleUnavailable      the wrong-token counter (Redis)        app.throttle
         ├── SessionsUnavailable      console sessions (Redis)               app.console.session

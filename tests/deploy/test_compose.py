@@ -127,7 +127,17 @@ def _seconds(duration: str) -> float:
 
 
 def test_the_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {*HOOKLEDGER, "db", "redis"}
+    assert set(compose["services"]) == {*HOOKLEDGER, "migrate", "db", "redis"}
+
+
+def test_the_schema_is_upgraded_before_any_process_starts(compose: dict[str, Any]) -> None:
+    migrate = compose["services"]["migrate"]
+    assert cli_command(migrate["command"]) == "db"
+    assert cli_args(migrate["command"]).db_command == "upgrade"
+    assert migrate["image"] == compose["services"]["web"]["image"]
+    assert migrate["environment"] == compose["services"]["web"]["environment"]  # same database
+    assert migrate["restart"] == "no"  # it runs once per `up`
+    assert set(migrate["depends_on"]) == {"db", "redis"}
 
 
 @pytest.mark.parametrize(("service", "command"), HOOKLEDGER.items())
@@ -145,9 +155,13 @@ def test_hookledger_services_run_the_image_with_a_valid_command(
     # The config: deploy/hookledger.toml, mounted read-only where the process reads it.
     source, read_only = mounts(spec)[spec["environment"]["HOOKLEDGER_CONFIG"]]
     assert (DEPLOY / source).resolve() == CONFIG and read_only
-    # Started once PostgreSQL and Redis answer their health checks, which they have.
-    assert set(spec["depends_on"]) == {"db", "redis"}
+    # Started once PostgreSQL and Redis answer their health checks, which they have, and the
+    # schema is this release's (the migrate service ran to completion).
+    assert set(spec["depends_on"]) == {"db", "redis", "migrate"}
     for dependency, condition in spec["depends_on"].items():
+        if dependency == "migrate":
+            assert condition == {"condition": "service_completed_successfully"}
+            continue
         assert condition == {"condition": "service_healthy"}
         assert compose["services"][dependency]["healthcheck"]["test"], dependency
     assert spec["read_only"] is True

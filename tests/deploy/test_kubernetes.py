@@ -36,6 +36,7 @@ from tests.deploy.tools import (
     synthetic_env,
     toml_env_refs,
 )
+from tests.support import upgrade_schema
 
 K8S = DEPLOY / "k8s"
 VERSIONS = ("1.30.0", "1.34.0")
@@ -236,7 +237,7 @@ def test_web_probes_ask_what_the_app_answers(tmp_path: Path) -> None:
     env = {
         **synthetic_env(text),
         "HOOKLEDGER_CONFIG": str(config),
-        "HOOKLEDGER_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db",
+        "HOOKLEDGER_DATABASE_URL": upgrade_schema(f"sqlite:///{tmp_path}/ledger.db"),
         "HOOKLEDGER_REDIS_URL": f"redis://127.0.0.1:{_closed_port()}/0",
     }
     with TestClient(create_app(load_settings(env))) as client:
@@ -245,6 +246,21 @@ def test_web_probes_ask_what_the_app_answers(tmp_path: Path) -> None:
             for probe in ("startupProbe", "livenessProbe", "readinessProbe")
         }
     assert answers == {"startupProbe": 200, "livenessProbe": 200, "readinessProbe": 503}
+
+
+@pytest.mark.parametrize("component", ["web", "worker", "sweeper"])
+def test_every_pod_upgrades_the_schema_before_its_process_starts(component: str) -> None:
+    spec = _deployment(component)["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    main = next(c for c in spec["containers"] if c["name"] == component)
+    assert cli_args(init["args"]).command == "db"
+    assert cli_args(init["args"]).db_command == "upgrade"
+    assert init["image"] == main["image"]
+    assert init["envFrom"] == main["envFrom"]  # the same database
+    config = {e["name"]: e.get("value") for e in init["env"]}["HOOKLEDGER_CONFIG"]
+    mounts = {m["mountPath"]: m for m in init["volumeMounts"]}
+    assert mounts[str(Path(config).parent)]["readOnly"] is True
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_workers_have_no_http_probes_and_outlast_a_job() -> None:

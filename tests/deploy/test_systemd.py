@@ -215,3 +215,18 @@ def test_every_service_writes_metrics_to_one_preserved_runtime_directory() -> No
         assert _one(unit, "Service", "RuntimeDirectoryPreserve") == "yes", name
         shared.add(directory)
     assert len(shared) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["hookledger-web.service", "hookledger-worker@.service", "hookledger-sweeper.service"]
+)
+def test_each_process_upgrades_the_schema_before_it_starts(name: str) -> None:
+    """Whichever unit starts first after a release brings the schema to it; the others find it
+    current (the upgrade is serialised by a lock). Without it they refuse: exit 2."""
+    unit = _read(name)
+    argv = shlex.split(_one(unit, "Service", "ExecStartPre"))
+    assert argv[0] == INSTALLED
+    parsed = cli_args(argv[1:])
+    assert (parsed.command, parsed.db_command) == ("db", "upgrade")
+    # The same environment as the process: the one database.
+    assert _one(unit, "Service", "EnvironmentFile") == "/etc/hookledger/env"
