@@ -103,7 +103,8 @@ class Revision:
     additive: bool  # safe while processes of the previous revision still run
 
 
-def _config(connection: Connection | None = None, **attributes: Any) -> Config:
+def alembic_config(connection: Connection | None = None, **attributes: Any) -> Config:
+    """Alembic's configuration, running its revisions on ``connection``."""
     config = Config()
     config.set_main_option("script_location", "app.store:migrations")
     config.attributes["connection"] = connection
@@ -113,7 +114,7 @@ def _config(connection: Connection | None = None, **attributes: Any) -> Config:
 
 def scripts() -> ScriptDirectory:
     """The revisions the code carries."""
-    return ScriptDirectory.from_config(_config())
+    return ScriptDirectory.from_config(alembic_config())
 
 
 def code_heads() -> tuple[str, ...]:
@@ -196,14 +197,16 @@ def upgrade(engine: Engine, target: str = "head", *, progress: Progress | None =
             )
         if found.status == "unversioned":
             _adopt(connection, say)
-        config = _config(connection, on_step=say)
+        config = alembic_config(connection, on_step=say)
         command.upgrade(config, target)
 
 
 def downgrade(engine: Engine, target: str, *, progress: Progress | None = None) -> None:
     """Take the database back to ``target`` (a revision, or ``base``: no tables at all)."""
     with _locked(engine) as connection:
-        command.downgrade(_config(connection, on_step=progress or (lambda _line: None)), target)
+        command.downgrade(
+            alembic_config(connection, on_step=progress or (lambda _line: None)), target
+        )
 
 
 def _adopt(connection: Connection, say: Progress) -> None:
@@ -220,7 +223,7 @@ def _adopt(connection: Connection, say: Progress) -> None:
             "restore it from a backup, or start from an empty database"
         )
     say(f"adopting a release 0.1.0 database: stamping revision {BASELINE}")
-    command.stamp(_config(connection), BASELINE)
+    command.stamp(alembic_config(connection), BASELINE)
 
 
 def log_steps(config: Config) -> Callable[..., None]:
