@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -36,12 +36,14 @@ from app.domain.signing import verify_hmac_sha256, verify_standard_webhook, veri
 from app.kinds import parse_event
 from app.settings import SourceConfig
 from app.store import events as event_store
-from app.store.dedupe import Dedupe
+from app.store.db import read_only
+from app.store.dedupe import Claim, Dedupe
 from app.store.events import Receipt
 from app.store.models import instance_id
 from app.store.queue import EventQueue, batch_job_id
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 _SENSITIVE = (
     "auth",  # authorization, x-auth, x-auth-token, proxy-authorization
@@ -153,12 +155,13 @@ class Ingestor:
 
     Receipts are micro-batched: a request parks its row and awaits its answer; a flush (up to
     ``FLUSHES_IN_FLIGHT`` at a time) takes everything parked (up to ``batch_size``) and, for
-    the whole batch, makes one Redis round trip to claim the keys, one SQL transaction (one
-    executemany insert), and one Redis pipeline that remembers the ids and queues one
-    processing job. Nothing waits for a timer: a lone request is flushed at once, and under
-    load each flush gathers what arrived during the previous one. Every request still gets its
-    answer only after its row committed. Processing jobs are made per *window* of consecutive
-    flushes (``_JobWindow``), so a steady trickle of small flushes still makes few jobs.
+    the whole batch, makes one Redis round trip to claim the keys, one SQL lookup of the keys
+    Redis already knew (only when it knew some), one SQL transaction (one executemany insert),
+    and one Redis pipeline that remembers the ids and queues one processing job. Nothing waits
+    for a timer: a lone request is flushed at once, and under load each flush gathers what
+    arrived during the previous one. Every request still gets its answer only after its row
+    committed. Processing jobs are made per *window* of consecutive flushes (``_JobWindow``),
+    so a steady trickle of small flushes still makes few jobs.
     """
 
     def __init__(
@@ -234,12 +237,7 @@ class Ingestor:
             with contextlib.suppress(SQLAlchemyError):  # database down: the store below says 503
                 self._dedupe.namespace = await to_thread.run_sync(instance_id, self._engine)
         claims = await self._dedupe.claim_many([(p.source, p.key, p.event_id) for p in batch])
-        todo: list[_Pending] = []
-        for pending, claim in zip(batch, claims, strict=True):
-            if claim.known_id is not None:
-                pending.resolve(Outcome("duplicate", claim.known_id))
-            else:
-                todo.append(pending)
+        todo = await self._confirm_known(batch, claims)
         if not todo:
             return
         leaders: dict[tuple[str, str], _Pending] = {}
@@ -277,6 +275,44 @@ class Ingestor:
             await self._send(window)  # full, or no linger: queued before the answers go out
         for pending, outcome in zip(todo, outcomes, strict=True):
             pending.resolve(outcome)
+
+    async def _confirm_known(self, batch: list[_Pending], claims: list[Claim]) -> list[_Pending]:
+        """Answer ``duplicate`` for the receipts whose key Redis remembers and SQL holds (with
+        the id SQL holds); return the rest of ``batch``, in order, to be stored.
+
+        Redis may remember a commit the database no longer has: a restore of an older backup,
+        or a failover to a replica that had not received the last commits. Such a key is
+        stored as a new receipt (and remembered again), so the sender's retry is not thrown
+        away. One lookup in SQL, and only for a batch in which Redis knew a key. If it fails,
+        those receipts get 503 (a duplicate answer vouches for a durable record)."""
+        known = {p.sql_key for p, c in zip(batch, claims, strict=True) if c.known_id is not None}
+        if not known:
+            return batch
+        held: dict[tuple[str, str], str] | None = None
+        try:
+            held = await to_thread.run_sync(self._stored_ids, known)
+        except SQLAlchemyError as exc:
+            log.error("ingest.confirm_failed", events=len(known), error=type(exc).__name__)
+        todo: list[_Pending] = []
+        for pending, claim in zip(batch, claims, strict=True):
+            if claim.known_id is None:
+                todo.append(pending)
+            elif held is None:
+                pending.resolve(Unavailable("the event could not be looked up; retry later"))
+            elif (event_id := held.get(pending.sql_key)) is not None:
+                pending.resolve(Outcome("duplicate", event_id))
+            else:
+                todo.append(pending)
+        if held is not None and len(held) < len(known):
+            log.warning("dedupe.not_in_database", events=len(known) - len(held))
+        return todo
+
+    def _stored_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """In a worker thread: the ids SQL holds for ``keys``. Raises ``SQLAlchemyError``."""
+        if self._engine.dialect.name != "postgresql":
+            with Session(read_only(self._engine)) as session, session.begin():
+                return event_store.stored_ids(session, keys)
+        return self._autocommitted(lambda session: event_store.stored_ids(session, keys))
 
     async def _store(self, leaders: list[_Pending], job: str) -> dict[tuple[str, str], Receipt]:
         """Store the batch; if it fails for a reason other than the database being unreachable
@@ -322,10 +358,15 @@ class Ingestor:
         if self._engine.dialect.name != "postgresql":
             with Session(self._engine) as session, session.begin():
                 return event_store.insert_many(session, rows)
+        return self._autocommitted(lambda session: event_store.insert_many(session, rows))
+
+    def _autocommitted(self, work: Callable[[Session], _T]) -> _T:
+        """PostgreSQL: run ``work`` in autocommit on a receipt connection; if the server
+        dropped that connection since its last use, once more on a new one."""
         for attempt in (1, 2):
             try:
                 with self._autocommit.connect() as conn, Session(bind=conn) as session:
-                    return event_store.insert_many(session, rows)
+                    return work(session)
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise

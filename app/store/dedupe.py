@@ -5,7 +5,9 @@ database the remembered ids live in, so a fresh or recreated database (same URL 
 trusts what Redis remembers of another one. A first receipt claims the key with
 ``SET NX`` and a *pending* marker (``p:<event id>``, short TTL); once the event is committed in
 SQL the value becomes the event id itself (TTL ``dedupe_ttl_s``). A later delivery that finds a
-committed id answers ``duplicate`` without touching SQL. A pending marker, a missing key
+committed id is reported as known, and the receipt path confirms it in SQL before answering
+``duplicate`` (one lookup per batch): the database can lose a commit Redis remembers (a restore
+of an older backup, a failover to a replica that lagged). A pending marker, a missing key
 (flushed Redis, expired TTL) or Redis being down all fall through to SQL, whose unique key is
 the guarantee, so the fast path can never turn an unstored event into a ``duplicate``.
 """
@@ -66,7 +68,8 @@ def dedupe_key(namespace: str, source: str, idempotency_key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """``known_id`` is a committed event id when Redis already knows this event."""
+    """``known_id`` is the event id Redis remembers as committed for this key (for SQL to
+    confirm); ``claimed`` is true when this call set the pending marker."""
 
     known_id: str | None
     claimed: bool

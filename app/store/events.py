@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlmodel import Session, col
 
-from app.store.db import BulkInsert
+from app.store.db import BulkInsert, run_driver_sql
 from app.store.models import EventAttempt, InboundEvent, Signal, table_of
 
 FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
@@ -66,11 +67,6 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
             receipts[(row["source"], row["idempotency_key"])] = Receipt(row["id"], True)
     missing = {(r["source"], r["idempotency_key"]) for r in rows} - receipts.keys()
     if missing:
-        found = session.execute(
-            select(table.c.id, table.c.source, table.c.idempotency_key).where(
-                tuple_(table.c.source, table.c.idempotency_key).in_(sorted(missing))
-            )
-        )
         # Our own row can be here too: a retried insert whose first try committed before its
         # connection dropped. Ids are random, so the comparison is exact.
         first_ids: dict[tuple[str, str], str] = {}
@@ -78,11 +74,50 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
             first_ids.setdefault((row["source"], row["idempotency_key"]), row["id"])
         receipts.update(
             {
-                (src, key): Receipt(event_id, event_id == first_ids[(src, key)])
-                for event_id, src, key in found
+                sql_key: Receipt(event_id, event_id == first_ids[sql_key])
+                for sql_key, event_id in stored_ids(session, missing).items()
             }
         )
     return receipts
+
+
+def stored_ids(session: Session, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The stored event id of each (source, idempotency key) in ``keys`` that SQL holds; keys
+    it does not hold are left out. One statement that looks each key up in the unique index,
+    run as driver SQL in the session's transaction: it is on the receipt path, where
+    SQLAlchemy's expanding ``IN`` would cost the client about three times the CPU.
+
+    PostgreSQL: ``(source, idempotency_key) IN (SELECT * FROM unnest(sources, keys))``, one
+    text whatever the count. SQLite: per source ``source = ? AND idempotency_key IN (?, ...)``,
+    the sources OR'd (SQLite answers a row-value ``IN`` by scanning the whole table)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        mark = "%b" if dialect.driver == "psycopg" else "%s"  # binary arrays, as BulkInsert
+        params = ([source for source, _ in wanted], [key for _, key in wanted])
+        found = run_driver_sql(connection, _STORED_PG.format(m=mark), params, fetch=True)
+    else:
+        by_source: dict[str, list[str]] = {}
+        for source, key in wanted:
+            by_source.setdefault(source, []).append(key)
+        # Only placeholders are formatted into the text; every value is bound.
+        where = " OR ".join(
+            f"(source = ? AND idempotency_key IN ({', '.join('?' * len(names))}))"
+            for names in by_source.values()
+        )
+        flat = tuple(v for source, names in by_source.items() for v in (source, *names))
+        found = list(connection.exec_driver_sql(_STORED_SQLITE + where, flat))
+    return {(source, key): event_id for event_id, source, key in found or ()}
+
+
+_STORED_PG = (
+    "SELECT id, source, idempotency_key FROM inbound_events WHERE (source, idempotency_key)"
+    " IN (SELECT * FROM unnest({m}::varchar[], {m}::varchar[]))"
+)
+_STORED_SQLITE = "SELECT id, source, idempotency_key FROM inbound_events WHERE "
 
 
 def _any(column: Any, values: list[str]) -> Any:
