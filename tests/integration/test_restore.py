@@ -29,7 +29,16 @@ from app.runtime import Runtime, build_runtime, set_runtime
 from app.settings import load_settings
 from app.store.models import InboundEvent, instance_id
 from tests.conftest import PG_DB, PG_SERVER, fresh_pg
-from tests.support import api_get, count, event, hookledger, htx_update, post_htx, run_jobs
+from tests.support import (
+    api_get,
+    count,
+    event,
+    hookledger,
+    htx_update,
+    post_htx,
+    run_jobs,
+    upgrade_schema,
+)
 
 RESTORE_DB = f"{PG_DB}_restore"
 
@@ -41,7 +50,7 @@ def scratch_url(database_url: str) -> Iterator[str]:
     if make_url(database_url).get_backend_name() == "sqlite":
         yield database_url
         return
-    yield fresh_pg(RESTORE_DB)
+    yield upgrade_schema(fresh_pg(RESTORE_DB))
     admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {RESTORE_DB} WITH (FORCE)"))
