@@ -13,7 +13,6 @@ from importlib import resources
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -32,21 +31,11 @@ from app.routes import admin, ledger
 from app.routes.errors import status_of
 from app.routes.health import healthz, metrics, readyz
 from app.routes.hooks import receive_hook
-from app.runtime import Runtime
+from app.runtime import build_web_runtime
 from app.settings import Settings, load_settings
-from app.store.db import make_engine
 from app.store.dedupe import Dedupe
-from app.store.queue import EventQueue
-from app.store.redis_conn import async_redis_client, redis_client
-from app.store.schema import require_current
 
 log = structlog.get_logger(__name__)
-
-
-def redis_url(settings: Settings) -> str:
-    from app.settings import DEFAULT_REDIS_URL
-
-    return settings.redis_url or DEFAULT_REDIS_URL
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -56,35 +45,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, pool_size=10)
-        try:
-            require_current(engine)  # SchemaMismatch: refuse to start (hookledger db upgrade)
-        except SQLAlchemyError as exc:
-            # Start anyway: /readyz reports it and receipts answer 503 until the database is back.
-            log.error("web.database_unavailable", error=type(exc).__name__)
-        except BaseException:
-            engine.dispose()
-            raise
-        url = redis_url(settings)
-        async_client = async_redis_client(url, socket_timeout=2, connect_timeout=2)
-        sync_client = redis_client(url, socket_timeout=2, connect_timeout=2)
-        # Receipts get their own pool with no pre-ping: the store retries a dropped connection
-        # itself, and a ping would be one more round trip for every micro-batch.
-        receipts = (
-            make_engine(settings.database_url, pool_size=4, pre_ping=False)
-            if engine.dialect.name == "postgresql"
-            else engine
-        )
-        app.state.engine = engine
-        app.state.aioredis = async_client
-        events = EventQueue(sync_client, settings.processing)
-        app.state.runtime = Runtime(
-            settings=settings, engine=engine, redis=sync_client, events=events
-        )
+        web = build_web_runtime(settings)  # SchemaMismatch: refuse to start
+        runtime = web.runtime
+        app.state.engine = runtime.engine
+        app.state.aioredis = web.aioredis
+        app.state.runtime = runtime
         app.state.ingestor = Ingestor(
-            engine=receipts,
-            dedupe=Dedupe(async_client, ttl_s=settings.processing.dedupe_ttl_s),
-            queue=events,
+            engine=web.receipts,
+            dedupe=Dedupe(web.aioredis, ttl_s=settings.processing.dedupe_ttl_s),
+            queue=runtime.events,
             batch_size=settings.processing.batch_size,
             linger_s=settings.processing.enqueue_linger_ms / 1000,
         )
@@ -94,10 +63,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await app.state.ingestor.close()
-            await async_client.aclose()
-            sync_client.close()
-            receipts.dispose()
-            engine.dispose()
+            await web.aclose()
 
     from app.console import console_mount
 

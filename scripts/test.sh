@@ -24,7 +24,11 @@ echo "== mypy (strict: app/, workers/)"
 echo "== import-linter (the layers; contracts in pyproject.toml)"
 .venv/bin/lint-imports --no-cache
 echo "== mkdocs build --strict (a broken link or anchor fails)"
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+# Not --quiet: it hides the warnings, and --strict then has nothing to fail on.
+if ! NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict >.venv/mkdocs.log 2>&1; then
+  cat .venv/mkdocs.log
+  exit 1
+fi
 if [ "${1:-}" = "--fast" ]; then
   echo "== pytest tests/unit"
   .venv/bin/pytest -q tests/unit -p no:randomly

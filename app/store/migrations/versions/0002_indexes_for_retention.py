@@ -6,7 +6,7 @@ when they finished and delivery logs by when they were sent. Without them every 
 scan what the batches before it already handled.
 
 Additive: processes of revision 0001 run unchanged beside it. On PostgreSQL each CREATE INDEX
-holds off writes to its table while it builds (about a second per million rows of
+holds off writes to its table while it builds (under a second per million rows of
 ``inbound_events`` on the development machine); receipts wait, they are not refused.
 
 Revision ID: 0002
