@@ -90,6 +90,7 @@ class RetentionConfig(_Strict):
 
     body_days: float = Field(default=0, ge=0)  # raw bodies of applied and discarded events
     attempts_days: float = Field(default=90, ge=0)  # event attempts and signal delivery logs
+    rejected_days: float = Field(default=30, ge=0)  # rejected callbacks (status rejected)
     batch_size: int = Field(default=500, ge=1, le=10_000)  # rows per short transaction
     pause_ms: float = Field(default=20, ge=0, le=60_000)  # between batches: ingest goes first
     interval_s: float = Field(default=300, gt=0)  # between passes once nothing is left
@@ -106,6 +107,20 @@ def _known_kind(value: str) -> str:
     return value
 
 
+class PullConfig(_Strict):
+    """``[sources.NAME.pull]``: asking the counterpart's API for what never arrived."""
+
+    base_url: str = Field(pattern=r"^https?://[^\s/?#]+", repr=False)
+    api_key: str | None = Field(default=None, repr=False)  # trx-energy: x-api-key
+    access_key: str | None = Field(default=None, repr=False)  # htx: AccessKeyId
+    secret_key: str | None = Field(default=None, repr=False)  # htx: signs each request
+    interval_s: float = Field(default=60, gt=0)  # how often the sweeper pulls current gaps
+    allow_private: bool = False  # allow loopback/private addresses (tests, LANs)
+    timeout_s: float = Field(default=10, gt=0, le=120)  # per request
+    concurrency: int = Field(default=4, ge=1, le=64)  # requests in flight per source
+    retry_delays_s: tuple[float, ...] = (30, 120, 600, 1800, 3600)  # per gap, after an error
+
+
 class SourceConfig(_Strict):
     kind: str  # a registered source kind (app.kinds)
     account_id: str = Field(min_length=1, max_length=64)
@@ -115,6 +130,13 @@ class SourceConfig(_Strict):
     timestamp_header: str | None = None
     tolerance_s: PositiveInt = 300
     allow_ips: tuple[IPNetwork, ...] = ()
+    gap_after_s: PositiveInt = 3600  # an order not final this long after its last event: a gap
+    # Rejected callbacks kept (authenticated, refused by the parser or the schema): at most
+    # this many stored per minute and in all; past either, they are answered as usual and
+    # counted, but not stored.
+    rejected_per_minute: PositiveInt = 60
+    rejected_max: PositiveInt = 10_000
+    pull: PullConfig | None = None
 
     @field_validator("kind")
     @classmethod

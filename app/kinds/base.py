@@ -28,7 +28,17 @@ from app.domain.payloads import FORM, JSON, ParsedEvent
 from app.store.aggregates import Aggregate
 from app.store.models import InboundEvent
 
-__all__ = ["FORM", "JSON", "Aggregate", "ApplyContext", "Breach", "Listing", "SourceKind"]
+__all__ = [
+    "FORM",
+    "JSON",
+    "Aggregate",
+    "ApplyContext",
+    "Breach",
+    "Gap",
+    "Listing",
+    "Pulled",
+    "SourceKind",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,32 @@ class Listing:
 
 
 Breach = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Something that should have happened and has not (CONTRACT section 10): an order not
+    final long after its last event, a contract past its value date, a rental order still
+    created after its term. ``ident`` is what the kind's pull asks the counterpart about."""
+
+    source: str
+    kind: str
+    ident: str  # the order id, position id or rental id, as the counterpart names it
+    what: str  # "order not final", "contract past value date", ...
+    since: datetime  # when it became a gap
+    state: str  # the aggregate's current state, as stored
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pulled:
+    """What a counterpart's API answered about one ``ident``: the bodies to feed through the
+    receipt path as ``origin = pull`` events (each a body a callback could have carried, so it
+    gets the same idempotency key), or ``missing`` when the counterpart does not know it."""
+
+    bodies: tuple[bytes, ...] = ()
+    media_type: str = JSON
+    missing: bool = False
 
 
 class SourceKind(ABC):
@@ -103,3 +139,18 @@ class SourceKind(ABC):
     def effects(self, session: Session, event_ids: Sequence[str]) -> dict[str, int]:
         """How many rows of each of the kind's effect tables name these events."""
         return {}
+
+    def gaps(
+        self, session: Session, source: str, *, gap_after_s: float, now: datetime, limit: int
+    ) -> list[Gap]:
+        """What should have happened for ``source`` and has not, oldest first, at most
+        ``limit``; through indexes, so it stays cheap on millions of rows."""
+        return []
+
+    can_pull: ClassVar[bool] = False  # the counterpart has an API to ask (``pull``)
+
+    async def pull(self, client: Any, pull: Any, ident: str) -> Pulled:
+        """Ask the counterpart's API (``pull``: the source's ``PullConfig``; ``client``: an
+        ``httpx.AsyncClient`` behind the outbound guard) for the current state of ``ident``.
+        Raises ``PullFailed`` on an error answer (retried later with backoff)."""
+        raise NotImplementedError(f"{self.name} has no pull API")

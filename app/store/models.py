@@ -79,6 +79,46 @@ class InboundEvent(SQLModel, table=True):
     retry_base: int = 0  # attempts made before the last replay: retries count from here
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     body_pruned_at: datetime | None = None  # retention dropped the raw body; the hash remains
+    # push: a callback the counterpart sent; pull: an answer hookledger asked its API for
+    origin: str = Field(default="push", max_length=8, sa_column_kwargs={"server_default": "push"})
+
+
+class EventConflict(SQLModel, table=True):
+    """A callback with a stored event's idempotency key but another body: answered
+    ``duplicate``, and kept here on the first event (one row per distinct body)."""
+
+    __tablename__ = "event_conflicts"
+    __table_args__ = (UniqueConstraint("event_id", "body_sha256", name="uq_conflict_event_body"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(foreign_key="inbound_events.id", index=True, max_length=40)
+    source: str = Field(max_length=64)
+    body_sha256: str = Field(max_length=64)
+    headers: str = Field(sa_column=Column(Text, nullable=False))  # redacted, as JSON
+    diff: str = Field(sa_column=Column(Text, nullable=False))  # parsed fields that differ, JSON
+    first_at: datetime
+    last_at: datetime
+    count: int = 1
+
+
+class PullState(SQLModel, table=True):
+    """Where asking a counterpart for one missing thing (an order, a rental order) stands."""
+
+    __tablename__ = "pull_state"
+    __table_args__ = (
+        UniqueConstraint("source", "ident", name="uq_pull_source_ident"),
+        Index("ix_pull_due", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    ident: str = Field(max_length=128)
+    attempts: int = 0
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    last_outcome: str | None = Field(default=None, max_length=16)  # pulled|not_found|error|...
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    pulled_event_id: str | None = Field(default=None, max_length=40)
 
 
 class EventAction(SQLModel, table=True):
