@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from app.domain.money import canonical
 from app.store import ledger as queries
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value else "0"
+        return canonical(value)  # every digit: the context's 28-digit rounding never applies
     return "" if value is None else value
 
 
