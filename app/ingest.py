@@ -467,6 +467,7 @@ def _row(
     headers: Mapping[str, str],
     client_ip: str | None,
     now: float,
+    origin: str = "push",
 ) -> dict[str, Any]:
     """Every ``inbound_events`` column of a new receipt (a multi-row insert needs them all)."""
     return {
@@ -491,4 +492,5 @@ def _row(
         "retry_base": 0,
         "last_error": None,
         "body_pruned_at": None,
+        "origin": origin,
     }

@@ -128,6 +128,14 @@ def _when(raw: object, name: str) -> Any:
         raise BadInput(f"{name} {exc}") from exc
 
 
+def _window(since: object, until: object) -> tuple[Any, Any]:
+    """``since`` and ``until`` parsed; a window that ends before it starts is refused."""
+    start, end = _when(since, "since"), _when(until, "until")
+    if start is not None and end is not None and start > end:
+        raise BadInput(f"since ({start.isoformat()}) is after until ({end.isoformat()})")
+    return start, end
+
+
 async def _json_body(request: Request) -> dict[str, Any]:
     body = await request.body()
     if len(body) > _MAX_BODY:
@@ -165,11 +173,9 @@ async def list_events(request: Request, runtime: Runtime, _actor: str) -> dict[s
     if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise BadInput(f"limit must be 1 to {MAX_LIMIT}")
     limit = int(raw_limit)
+    since, until = _window(q.get("since"), q.get("until"))
     flt = ops.EventFilter(
-        source=q.get("source") or None,
-        status=q.get("status") or None,
-        since=_when(q.get("since"), "since"),
-        until=_when(q.get("until"), "until"),
+        source=q.get("source") or None, status=q.get("status") or None, since=since, until=until
     )
     cursor = q.get("cursor") or None
     if cursor is not None and not _ID.fullmatch(cursor):
@@ -247,11 +253,8 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     for name in ("source", "reason"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadInput(f"{name} must be a string")
-    flt = ops.EventFilter(
-        source=body.get("source") or None,
-        since=_when(body.get("since"), "since"),
-        until=_when(body.get("until"), "until"),
-    )
+    since, until = _window(body.get("since"), body.get("until"))
+    flt = ops.EventFilter(source=body.get("source") or None, since=since, until=until)
     reason = body.get("reason")
 
     def run() -> list[service.Outcome]:

@@ -41,6 +41,7 @@ def _row(event_id: str, key: str, **changes: object) -> dict[str, object]:
         "retry_base": 0,
         "last_error": None,
         "body_pruned_at": None,
+        "origin": "push",
     }
     row.update(changes)
     return row

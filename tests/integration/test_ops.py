@@ -240,6 +240,9 @@ def test_admin_event_log_with_cursor_paging(admin_client, runtime):
     assert admin_client.get("/admin/events/evt_missing", headers=auth()).status_code == 404
     assert admin_client.get("/admin/events?status=lost", headers=auth()).status_code == 400
     assert admin_client.get("/admin/events?limit=0", headers=auth()).status_code == 400
+    backwards = admin_client.get("/admin/events?since=2026-02-01&until=2026-01-01", headers=auth())
+    assert backwards.status_code == 400
+    assert "is after until" in backwards.json()["message"]
 
 
 def test_admin_replay_discard_and_bulk_dead_letters(admin_client, runtime, broken_orders):
