@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -225,16 +224,20 @@ def cmd_sweeper(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    """Serve this host's process metrics (a worker host has no web process to do it)."""
+    """Serve this host's process metrics (a worker host has no web process to do it) until
+    SIGTERM or Ctrl-C, then exit 0."""
     _share_metrics()
     from prometheus_client import start_http_server
 
     from app.metrics import host_registry
+    from workers.runtime import stop_on_signals
 
-    start_http_server(args.port, addr=args.host, registry=host_registry())
+    server, _thread = start_http_server(args.port, addr=args.host, registry=host_registry())
     print(f"hookledger metrics on http://{args.host}:{args.port}/metrics", file=sys.stderr)
-    while True:
-        time.sleep(3600)
+    with stop_on_signals() as stop:
+        stop.wait()
+    server.shutdown()
+    return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

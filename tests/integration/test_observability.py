@@ -174,3 +174,4 @@ def test_metrics_of_every_web_and_worker_process_are_reported_together(env, runt
         assert value(text, received, source="htx-main", outcome="accepted") == sent
     finally:
         stop(exporter)
+    assert exporter.returncode == 0  # SIGTERM is a clean stop
