@@ -30,6 +30,9 @@ catching it catches all of them, and nothing else (a bug stays a bug):
     │   └── AuthUnavailable          Redis down: no token can be checked
     ├── BlockedTarget                an outbound address refused (SSRF)     app.signals.net
     ├── Unresolvable                 an outbound host did not resolve       app.signals.net
+    ├── PullFailed                   a counterpart's API answered an error  app.kinds.base
+    │                                (or a rate limit, 5xx, a timeout)
+    ├── NotPullable                  a source asked to pull cannot          app.services.pull
     ├── StartFailed                  ``hookledger up`` could not start      app.supervisor
     ├── SchemaMismatch               the database is not at the code's      app.store.schema
     │                                schema revision (behind, ahead, none)

@@ -37,7 +37,7 @@ from app.kinds import parse_event
 from app.settings import SourceConfig
 from app.store import events as event_store
 from app.store.db import read_only
-from app.store.dedupe import Claim, Dedupe
+from app.store.dedupe import Claim, Dedupe, remember_committed
 from app.store.events import Receipt
 from app.store.models import instance_id
 from app.store.queue import EventQueue, batch_job_id
@@ -438,9 +438,11 @@ def parse_receipt(
     headers: Mapping[str, str],
     client_ip: str | None,
     now: float,
+    origin: str = "push",
 ) -> tuple[ParsedEvent, dict[str, Any]]:
     """Parse and validate a verified body; return it with the ``inbound_events`` row of its
-    receipt (a new event id). Raises ``BadRequest`` or ``ValidationFailed``."""
+    receipt (a new event id; ``origin`` push for a callback, pull for an answer hookledger
+    asked for). Raises ``BadRequest`` or ``ValidationFailed``."""
     parsed = parse_event(source.kind, body, media)
     row = _row(
         event_id=event_store.new_event_id(now),
@@ -452,6 +454,7 @@ def parse_receipt(
         headers=headers,
         client_ip=client_ip,
         now=now,
+        origin=origin,
     )
     return parsed, row
 
@@ -494,3 +497,56 @@ def _row(
         "body_pruned_at": None,
         "origin": origin,
     }
+
+
+class PulledReceipts:
+    """The receipt path of bodies hookledger asked a counterpart for (``origin = pull``), for
+    the sweeper and ``hookledger pull``: the same parse, the same durable insert under the same
+    unique (source, idempotency key), the same Redis memory of the key and the same processing
+    job as a callback's receipt, but synchronous and one body at a time. Pulls are few (one per
+    gap) and run in a thread of the sweeper or in the command line, neither of which has the web
+    process's event loop; micro-batching buys nothing there."""
+
+    def __init__(self, *, engine: Engine, queue: EventQueue, dedupe_ttl_s: int) -> None:
+        self._engine = engine
+        self._queue = queue
+        self._ttl_s = dedupe_ttl_s
+        self._namespace: str | None = None
+
+    def receive(
+        self, *, source_name: str, source: SourceConfig, body: bytes, media: str, now: float
+    ) -> Outcome:
+        """Store a pulled body as an event (``accepted``), or find the event a callback or an
+        earlier pull with its key made (``duplicate``). Raises ``BadRequest``,
+        ``ValidationFailed`` or ``SQLAlchemyError``; Redis failures are logged (the sweep
+        queues the event once Redis answers)."""
+        parsed, row = parse_receipt(
+            source_name=source_name,
+            source=source,
+            body=body,
+            media=media,
+            headers={},
+            client_ip=None,
+            now=now,
+            origin="pull",
+        )
+        job = batch_job_id(row["id"])
+        row["queued_job"] = job
+        with Session(self._engine) as session, session.begin():
+            receipts = event_store.insert_many(session, [row])
+        receipt = receipts[(source_name, row["idempotency_key"])]
+        if not receipt.created:
+            return Outcome("duplicate", receipt.event_id)
+        try:
+            if self._namespace is None:
+                self._namespace = instance_id(self._engine)
+            remember_committed(
+                self._queue.connection,
+                self._namespace,
+                self._ttl_s,
+                [(source_name, parsed.idempotency_key, receipt.event_id)],
+            )
+            self._queue.enqueue_batch([receipt.event_id], job)
+        except (RedisError, OSError) as exc:
+            log.warning("pull.enqueue_failed", source=source_name, error=type(exc).__name__)
+        return Outcome("accepted", receipt.event_id)

@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/admin/events/{event_id}/replay", admin.replay_event, methods=["POST"]),
             Route("/admin/events/{event_id}/discard", admin.discard_event, methods=["POST"]),
             Route("/admin/dead-letters/replay", admin.replay_dead_letters, methods=["POST"]),
+            Route("/admin/gaps", admin.list_gaps, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -10,13 +10,14 @@ app in-process) each process counts for itself.
 
 The state of the system (queue depth, pending events, dead letters) is not counted by anyone:
 ``StateCollector`` reads it from Redis and SQL at scrape time, so every replica reports the same
-truth. Names and labels are documented in the README (Observability).
+truth; so are the gaps per source (``hookledger_gaps``). Names and labels are documented in the
+README (Observability).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -141,10 +142,18 @@ class StateCollector(Collector):
     events and dead signals from SQL. A source that does not answer yields no sample (and
     ``hookledger_state_up{store}`` 0) instead of failing the scrape."""
 
-    def __init__(self, engine: Engine, redis: Redis, queue_keys: Callable[[], Iterable[str]]):
+    def __init__(
+        self,
+        engine: Engine,
+        redis: Redis,
+        queue_keys: Callable[[], Iterable[str]],
+        *,
+        gaps: Callable[[], Mapping[str, int]] | None = None,
+    ):
         self._engine = engine
         self._redis = redis
         self._queue_keys = queue_keys
+        self._gaps = gaps  # per configured source: bounded labels
 
     def collect(self) -> Iterable[Metric]:
         from redis.exceptions import RedisError
@@ -192,6 +201,22 @@ class StateCollector(Collector):
                 "Follow-up signals with status dead.",
                 value=summary.dead_signals,
             )
+        if self._gaps is not None:
+            try:
+                per_source = self._gaps()
+            except SQLAlchemyError:
+                pass  # hookledger_state_up{store="database"} says so when the database is down
+            else:
+                family = GaugeMetricFamily(
+                    "hookledger_gaps",
+                    "What should have happened and has not (an order not final long after its "
+                    "last event, a contract past its value date, a rental order still created "
+                    "past its term), per configured source; counted up to 10000.",
+                    labels=["source"],
+                )
+                for source, count in sorted(per_source.items()):
+                    family.add_metric([source], count)
+                yield family
         yield up
 
 

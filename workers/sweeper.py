@@ -11,7 +11,8 @@ the dead-letter store, not RQ); a failed job of an event that is final in SQL is
 rest (jobs abandoned by a killed worker) are re-made by the staleness rule above.
 
 Beside the sweep, in a thread of its own, retention removes what ``[retention]`` says is old
-enough (``app.services.retention``).
+enough (``app.services.retention``); in another, sources with ``[sources.NAME.pull]`` ask their
+counterparts about their gaps every ``pull.interval_s`` (``app.services.pull``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 
 from app.runtime import Runtime
-from app.services import retention
+from app.services import pull, retention
 from app.store import events as event_store
 from app.store import signals as signal_store
 from app.store.db import read_only, utcnow
@@ -171,6 +172,11 @@ def run_forever(
         daemon=True,
     )
     keeper.start()
+    # Pulls too: a slow counterpart never delays a sweep.
+    puller = threading.Thread(
+        target=pull.run_forever, args=(runtime, stop), name="pull", daemon=True
+    )
+    puller.start()
     log.info("sweep.started", interval_s=interval)
     while not stop.is_set():
         try:
@@ -179,4 +185,5 @@ def run_forever(
             log.warning("sweep.failed", error=type(exc).__name__)
         stop.wait(interval)
     keeper.join(timeout=30)  # a batch under way commits; the pass stops at the next pause
+    puller.join(timeout=30)  # asks under way end within their timeouts
     log.info("sweep.stopped")

@@ -15,6 +15,8 @@
     hookledger events list|show|prune   the event log
     hookledger dlq list|replay|discard  dead letters (events and sig_N signals)
     hookledger signals list|show|pause|resume   follow-up signals and the kill switch
+    hookledger gaps          what should have happened and has not, per source
+    hookledger pull          ask counterparts' APIs about gaps now
 
 Exit codes: 0 success, 1 the work failed, 2 bad configuration or usage.
 """
@@ -363,6 +365,18 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return ops_cli.run(_settings(), args)
 
 
+def cmd_gaps(args: argparse.Namespace) -> int:
+    from app.cli import gaps as gaps_cli
+
+    return gaps_cli.run_gaps(_settings(), args)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from app.cli import gaps as gaps_cli
+
+    return gaps_cli.run_pull(_settings(), args)
+
+
 def _listen_options(parser: argparse.ArgumentParser) -> None:
     """``--host`` and ``--port`` of the commands that serve HTTP."""
     parser.add_argument(
@@ -481,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["events"].set_defaults(func=cmd_ops)
     sub.choices["dlq"].set_defaults(func=cmd_ops)
     sub.choices["signals"].set_defaults(func=cmd_ops)
+    from app.cli import gaps as gaps_cli
+
+    gaps_cli.add_parsers(sub)
+    sub.choices["gaps"].set_defaults(func=cmd_gaps)
+    sub.choices["pull"].set_defaults(func=cmd_pull)
     p = sub.add_parser(
         "up",
         help="start web, worker and sweeper on embedded defaults",

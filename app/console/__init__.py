@@ -1,8 +1,9 @@
 """The web console under ``/console``: server-rendered pages for ops and accountants.
 
 Ops search the event log, open an event (raw body as text, redacted headers, attempts, actions,
-ledger effects), and replay or discard dead letters; accountants filter the ledger's customer
-transactions, download them as the CSV ``hookledger ledger export`` writes, and read balances.
+ledger effects), replay or discard dead letters, and see each source's gaps and their pulls;
+accountants filter the ledger's customer transactions, download them as the CSV ``hookledger
+ledger export`` writes, and read balances.
 
 Security, in one place:
 
@@ -53,6 +54,7 @@ def console_mount(settings: Settings) -> Mount:
             name="discard",
         ),
         Route("/dead-letters", page(pages_ops.dead_letters), methods=["GET"], name="dead_letters"),
+        Route("/gaps", page(pages_ops.gaps), methods=["GET"], name="gaps"),
         Route(
             "/ledger/transactions",
             page(pages_ledger.transactions),

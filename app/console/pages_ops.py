@@ -16,6 +16,7 @@ from app import kinds
 from app.console.inputs import Query
 from app.console.web import Visit
 from app.routes.refusals import BadInput, NoSuchPage
+from app.services import gaps as gap_service
 from app.services import replay as service
 from app.store import events as event_store
 from app.store import ops
@@ -202,6 +203,21 @@ async def dead_letters(visit: Visit) -> Response:
             "next_query": {**filters, "cursor": next_cursor} if next_cursor else None,
             "first_query": filters if cursor else None,
         },
+    )
+
+
+async def gaps(visit: Visit) -> Response:
+    """What should have happened and has not, per source, with the last pull of each."""
+    q = Query(visit.request, {"source"})
+    settings = visit.console.settings
+    source = q.text("source", max_len=64)
+    if source is not None and source not in settings.sources:
+        raise BadInput(f"No source named {source!r}.")
+    engine = visit.runtime.engine
+    rows = await visit.call(lambda: gap_service.listing(engine, settings, source=source))
+    return visit.render(
+        "gaps.html",
+        {"rows": rows, "source": source or "", "sources": sorted(settings.sources)},
     )
 
 

@@ -61,6 +61,9 @@ def secrets_of(settings: Settings) -> list[str]:
         found.add(settings.admin_token)
     for source in settings.sources.values():
         found.update(source.secrets)
+        if source.pull is not None:
+            pull = source.pull
+            found.update(v for v in (pull.api_key, pull.access_key, pull.secret_key) if v)
     for key in settings.file.api_keys.values():
         found.add(key.secret)
     for target in settings.file.targets.values():

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from sqlmodel import Session, SQLModel
 
 from app.domain.payloads import FORM, JSON, ParsedEvent
+from app.errors import HookledgerError
 from app.store.aggregates import Aggregate
 from app.store.models import InboundEvent
 
@@ -36,9 +37,22 @@ __all__ = [
     "Breach",
     "Gap",
     "Listing",
+    "PullFailed",
     "Pulled",
     "SourceKind",
 ]
+
+
+class PullFailed(HookledgerError):
+    """A counterpart's API did not answer what was asked: an error answer (``ERROR: ...``, an
+    HTX ``status: error``), a rate limit (429), a server error (5xx), a timeout or an answer
+    that cannot be read. ``outcome`` names which, as ``pull_state.last_outcome`` records it;
+    the message says what came back and never carries a credential."""
+
+    def __init__(self, message: str, *, outcome: str = "error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.outcome = outcome  # error | rate_limited | server_error | timeout | refused
 
 
 @dataclass(frozen=True, slots=True)

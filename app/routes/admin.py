@@ -32,6 +32,7 @@ from app.routes.refusals import (
     Throttled,
 )
 from app.runtime import Runtime
+from app.services import gaps as gap_service
 from app.services import replay as service
 from app.store import ops
 from app.store import signals as signal_store
@@ -274,3 +275,19 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     if errors:
         data["errors"] = errors
     return data
+
+
+@admin
+async def list_gaps(request: Request, runtime: Runtime, _actor: str) -> dict[str, Any]:
+    """``GET /admin/gaps?source=``: what should have happened and has not, per source, oldest
+    first, each with its last pull (``pull``: attempts, outcome, error, next attempt)."""
+    q = request.query_params
+    unknown = set(q.keys()) - {"source"}
+    if unknown:
+        raise BadInput(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    source = q.get("source") or None
+    settings = request.app.state.settings
+    if source is not None and source not in settings.sources:
+        raise ops.NotFound(f"no source named {source[:64]!r}")
+    rows = await _in_thread(lambda: gap_service.listing(runtime.engine, settings, source=source))
+    return {"gaps": rows}

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from app import metrics as metrics_module
 from app.responses import json_response
+from app.services import gaps as gap_service
 from app.store.db import read_only
 
 
@@ -49,8 +50,12 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """Prometheus text: this host's processes (multiprocess mode) and the state gauges."""
     runtime = request.app.state.runtime
+    settings = request.app.state.settings
     state = metrics_module.StateCollector(
-        runtime.engine, runtime.redis, lambda: [runtime.events.queue.key]
+        runtime.engine,
+        runtime.redis,
+        lambda: [runtime.events.queue.key],
+        gaps=lambda: gap_service.counts(runtime.engine, settings),
     )
     body, content_type = await to_thread.run_sync(metrics_module.render, state)
     return Response(body, media_type=content_type)

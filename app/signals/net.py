@@ -6,6 +6,8 @@ unspecified ranges, IPv4-mapped and NAT64 IPv6 unwrapped), then connects to the 
 checked (no second DNS lookup to rebind), with TLS still verified against the host name.
 Only method-preserving redirects (307, 308) are followed, at most three, each re-checked; any
 other redirect is refused. ``allow_private`` switches the address check off (tests, a LAN).
+``GuardedTransport`` applies the same check to an ``httpx.AsyncClient`` (the pulls from
+counterparts' APIs), which follows no redirect at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+from anyio import to_thread
 
 from app.errors import HookledgerError
 
@@ -139,3 +142,33 @@ def post(
             latency = int((time.monotonic() - started) * 1000)
             return Reply(response.status_code, response.text[:500], latency)
     raise BlockedTarget(f"more than {MAX_REDIRECTS} redirects")
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncClient`` transport that resolves each request's host itself, refuses it
+    unless every address is public (``resolve``; ``allow_private`` switches that off) and
+    connects to the address it checked, keeping the Host header and TLS's server name. Raises
+    ``BlockedTarget`` or ``Unresolvable`` before anything is sent."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._inner = httpx.AsyncHTTPTransport(trust_env=False)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https") or not url.host or url.userinfo:
+            raise BlockedTarget(
+                f"not a plain http(s) URL (scheme {url.scheme!r}, host {url.host!r})"
+            )
+        port = url.port or (443 if url.scheme == "https" else 80)
+        host = url.host
+        ip = await to_thread.run_sync(
+            lambda: resolve(host, port, allow_private=self._allow_private)
+        )
+        request.url = url.copy_with(host=ip)
+        if url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -135,3 +135,17 @@ class Dedupe:
                 )
         except (RedisError, OSError) as exc:
             log.warning("dedupe.redis_unavailable", error=type(exc).__name__)
+
+
+def remember_committed(
+    client: Redis, namespace: str, ttl_s: int, items: list[tuple[str, str, str]]
+) -> None:
+    """``Dedupe.remember_many`` for a process without the web's asyncio client (the sweeper's
+    pulls): record each (source, idempotency key) as committed under its event id, in one
+    round trip. Raises redis errors to the caller."""
+    if not items:
+        return
+    keys = [dedupe_key(namespace, source, key) for source, key, _ in items]
+    Script(client, _REMEMBER_MANY)(
+        keys=keys, args=[*(event_id for _, _, event_id in items), ttl_s], client=client
+    )

@@ -43,6 +43,7 @@ PAGES = [
     "/console/events?status=dead",
     "/console/events/evt_0123abcd",
     "/console/dead-letters",
+    "/console/gaps",
     "/console/ledger/transactions",
     "/console/ledger/transactions.csv",
     "/console/ledger/balances",

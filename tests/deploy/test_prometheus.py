@@ -49,6 +49,7 @@ METRICS: dict[str, dict[str, set[str] | None]] = {
     "hookledger_oldest_pending_event_age_seconds": {},
     "hookledger_dead_letters": {},
     "hookledger_dead_signals": {},
+    "hookledger_gaps": {"source": None},
     "hookledger_signal_deliveries_total": {
         "target": None,
         "outcome": {"delivered", "retrying", "dead", "refused"},

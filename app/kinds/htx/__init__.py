@@ -1,13 +1,17 @@
 """The ``htx`` source kind: HTX-style order updates (JSON, or form-encoded with ``trade`` as JSON
 text). Key: ``order-id`` + ``state`` + normalised ``filled-amount``, so each partial fill is an
-event of its own. The aggregate is the order: its state only moves forward and its cumulative
-amounts never decrease (``app.domain.states.merge_order``), whatever order events arrive in;
-what an event added is recorded in ``order_events`` and posted as a spot fill.
+event of its own. Gaps: orders not final ``gap_after_s`` after their last event (``gaps``).
+Pull: HTX's signed REST order query and match results, mapped into a callback body
+(``pull``, which documents the field mapping). The aggregate is the order: its state only
+moves forward and its cumulative amounts never decrease (``app.domain.states.merge_order``),
+whatever order events arrive in; what an event added is recorded in ``order_events`` and
+posted as a spot fill.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -16,10 +20,12 @@ from sqlmodel import Session, SQLModel
 from app.domain.errors import PermanentError
 from app.domain.payloads import FORM, JSON, ParsedEvent
 from app.domain.states import OrderState, merge_order
-from app.kinds.base import ApplyContext, Breach, Listing, SourceKind
+from app.kinds.base import ApplyContext, Breach, Gap, Listing, Pulled, PullFailed, SourceKind
 from app.kinds.htx import queries
+from app.kinds.htx.gaps import open_orders
 from app.kinds.htx.journal import spot_fill
 from app.kinds.htx.payload import CANONICAL, HtxOrder, parse
+from app.kinds.htx.pull import pull_order
 from app.kinds.htx.tables import Order, OrderEvent, Trade
 from app.store.aggregates import Aggregate, count_by_event, locked, post
 from app.store.journal import ledger_writer
@@ -86,6 +92,18 @@ class Htx(SourceKind):
 
     def effects(self, session: Session, event_ids: Sequence[str]) -> dict[str, int]:
         return {"order_events": count_by_event(session, OrderEvent, event_ids)}
+
+    def gaps(
+        self, session: Session, source: str, *, gap_after_s: float, now: datetime, limit: int
+    ) -> list[Gap]:
+        return open_orders(session, source, gap_after_s=gap_after_s, now=now, limit=limit)
+
+    can_pull = True
+
+    async def pull(self, client: Any, pull: Any, ident: str) -> Pulled:
+        if not pull.access_key or not pull.secret_key:
+            raise PullFailed("pull needs access_key and secret_key (HTX REST)", outcome="refused")
+        return await pull_order(client, pull.base_url, pull.access_key, pull.secret_key, ident)
 
 
 def _order_of(row: InboundEvent, p: HtxOrder, ctx: ApplyContext) -> Aggregate:

@@ -7,10 +7,15 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.store.models import amount_field
+
+# The states after which HTX sends nothing more for an order; every other state (and an order
+# created ahead of its first event) is open, and an open order long unchanged is a gap.
+FINAL_STATES = ("filled", "canceled", "partial-canceled", "rejected")
+OPEN_ORDER = text("state NOT IN ('filled', 'canceled', 'partial-canceled', 'rejected')")
 
 
 class Order(SQLModel, table=True):
@@ -20,6 +25,14 @@ class Order(SQLModel, table=True):
         CheckConstraint(
             "filled_amount >= 0 AND filled_cash_amount >= 0 AND filled_fees >= 0",
             name="ck_order_amounts_non_negative",
+        ),
+        # The gap query reads open orders only, oldest change first (final ones leave it).
+        Index(
+            "ix_orders_open",
+            "source",
+            "updated_at",
+            postgresql_where=OPEN_ORDER,
+            sqlite_where=OPEN_ORDER,
         ),
     )
 

@@ -2,7 +2,8 @@
 ``positionCreate``/``positionCancel``/``positionSettle`` are known; any other ``event_type``
 (PingPong's own example sends ``positionExtend``) is stored and ends ``unhandled``. The
 aggregate is the contract: created < canceled < settled, whatever order callbacks arrive in;
-cash moves once per contract (one settlement entry, one penalty entry at most).
+cash moves once per contract (one settlement entry, one penalty entry at most). Gaps: contracts
+past their value date neither settled nor canceled; PingPong has no query API to pull from.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from sqlmodel import Session, SQLModel
 
 from app.domain.payloads import ParsedEvent
 from app.domain.states import CONTRACT_RANK, merge_ranked
-from app.kinds.base import ApplyContext, Listing, SourceKind
+from app.kinds.base import ApplyContext, Gap, Listing, SourceKind
+from app.kinds.pingpong.gaps import overdue_contracts
 from app.kinds.pingpong.journal import fx_penalty, fx_settlement
 from app.kinds.pingpong.payload import CANONICAL, ContractEvent, parse
 from app.kinds.pingpong.tables import Contract, ContractEventRow
@@ -99,6 +101,13 @@ class PingPong(SourceKind):
 
     def effects(self, session: Session, event_ids: Sequence[str]) -> dict[str, int]:
         return {"contract_events": count_by_event(session, ContractEventRow, event_ids)}
+
+    def gaps(
+        self, session: Session, source: str, *, gap_after_s: float, now: datetime, limit: int
+    ) -> list[Gap]:
+        return overdue_contracts(session, source, now=now, limit=limit)
+
+    can_pull = False  # PingPong has no query API: its gaps are shown, never pulled
 
 
 def _contract_of(row: InboundEvent, e: ContractEvent, ctx: ApplyContext) -> Aggregate:

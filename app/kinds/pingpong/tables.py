@@ -6,15 +6,28 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.store.models import amount_field
 
+FINAL_STATUSES = ("settled", "canceled")
+OPEN_CONTRACT = text("status NOT IN ('settled', 'canceled')")
+
 
 class Contract(SQLModel, table=True):
     __tablename__ = "contracts"
-    __table_args__ = (UniqueConstraint("source", "position_id", name="uq_contract_source_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "position_id", name="uq_contract_source_id"),
+        # The gap query reads open contracts only, by value date (settled or canceled leave it).
+        Index(
+            "ix_contracts_open",
+            "source",
+            "value_date",
+            postgresql_where=OPEN_CONTRACT,
+            sqlite_where=OPEN_CONTRACT,
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=64)

@@ -2,12 +2,14 @@
 ``type: "order"``: a rental order's status changed (key ``id`` + ``status``; the aggregate is the
 rental order, its status ranked so it never moves back). ``type: "deposit"``: TRX arrived (key
 ``txHash``; ``amount`` in sun, posted as ``amount / 1,000,000`` TRX, once per transaction).
-Any other ``type`` is stored and ends ``unhandled``.
+Any other ``type`` is stored and ends ``unhandled``. Gaps: rental orders still created after
+their ``orderTime`` (``gaps``). Pull: ``GET {base_url}/orders/{id}`` with ``x-api-key`` (``pull``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -16,9 +18,11 @@ from sqlmodel import Session, SQLModel, col
 
 from app.domain.payloads import ParsedEvent
 from app.domain.states import RENTAL_RANK, merge_ranked
-from app.kinds.base import ApplyContext, Breach, Listing, SourceKind
+from app.kinds.base import ApplyContext, Breach, Gap, Listing, Pulled, PullFailed, SourceKind
+from app.kinds.trx_energy.gaps import created_rentals
 from app.kinds.trx_energy.journal import SUN_EXP, trx_deposit
 from app.kinds.trx_energy.payload import ORDER_STATUS, DepositPush, RentalOrderPush, parse
+from app.kinds.trx_energy.pull import pull_rental
 from app.kinds.trx_energy.tables import Deposit, RentalOrder
 from app.store.aggregates import Aggregate, count_by_event, locked, post
 from app.store.db import insert_ignore
@@ -89,6 +93,18 @@ class TrxEnergy(SourceKind):
 
     def effects(self, session: Session, event_ids: Sequence[str]) -> dict[str, int]:
         return {"deposits": count_by_event(session, Deposit, event_ids)}
+
+    def gaps(
+        self, session: Session, source: str, *, gap_after_s: float, now: datetime, limit: int
+    ) -> list[Gap]:
+        return created_rentals(session, source, gap_after_s=gap_after_s, now=now, limit=limit)
+
+    can_pull = True
+
+    async def pull(self, client: Any, pull: Any, ident: str) -> Pulled:
+        if not pull.api_key:
+            raise PullFailed("pull needs api_key (the platform's x-api-key)", outcome="refused")
+        return await pull_rental(client, pull.base_url, pull.api_key, ident)
 
 
 def _rental_of(row: InboundEvent, p: RentalOrderPush, ctx: ApplyContext) -> Aggregate:

@@ -6,15 +6,28 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from app.store.models import amount_field
 
+CREATED = 0  # seed 004's status of a rental order placed and not yet delegated (nor failed)
+STILL_CREATED = text("status = 0")
+
 
 class RentalOrder(SQLModel, table=True):
     __tablename__ = "rental_orders"
-    __table_args__ = (UniqueConstraint("source", "rental_id", name="uq_rental_source_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "rental_id", name="uq_rental_source_id"),
+        # The gap query reads rental orders still created only, by when they were placed.
+        Index(
+            "ix_rental_orders_created",
+            "source",
+            "platform_ts_ms",
+            postgresql_where=STILL_CREATED,
+            sqlite_where=STILL_CREATED,
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=64)
