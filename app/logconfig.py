@@ -53,10 +53,17 @@ def configure_logging(*, level: str | None = None, json: bool | None = None) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker"):
+    for name in ("uvicorn", "uvicorn.error", "rq.worker"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # uvicorn writes its access line whenever "uvicorn.access" has a handler, its ancestors'
+    # included, whatever ``access_log`` says; the line names the request path, and a token
+    # source's path carries its credential (/hooks/{source}/{token}). The receipt's own line
+    # (hook.received) records each callback without it.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
     # httpx logs every request's full URL at INFO, and a target's URL carries its credential
     # (seed 000's /webhook/{token}/order): the delivery job logs the outcome without it.
     for name in ("httpx", "httpcore"):

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -24,6 +25,7 @@ from app.settings import Settings, load_settings
 from app.store.models import InboundEvent, Signal
 from tests.canary import find_leaks, remember_signature
 from tests.counterparts import FourPass, Receiver, Served
+from tests.processes import start_web, stop
 from tests.support import (
     ADMIN_TOKEN,
     FOURPASS_SECRET,
@@ -37,6 +39,7 @@ from tests.support import (
     hookledger,
     htx_headers,
     htx_update,
+    post_trx,
     pp_headers,
     run_jobs,
 )
@@ -221,6 +224,24 @@ def test_an_outbound_request_does_not_log_its_url(canary_watch, fourpass):
     with log.open("rb") as captured:
         captured.seek(before)
         assert FOURPASS_TOKEN.encode() not in captured.read()
+
+
+def test_the_web_edge_does_not_log_a_token_path(env, database_url):
+    """A token source's path carries its credential (/hooks/trx/{token}); ``hookledger web``
+    logs the receipt (hook.received), never uvicorn's access line naming the path."""
+    proc, base = start_web(env, workers=2)  # each worker process configures its own logging
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            answer = post_trx(client, fixture_bytes("trx_order.json"))
+            assert answer.status_code == 200, answer.text
+            assert post_trx(client, b"{").status_code == 400
+    finally:
+        stop(proc)
+    assert proc.stderr is not None
+    logged = proc.stderr.read()
+    assert b"hook.received" in logged
+    assert TRX_TOKEN.encode() not in logged
+    assert b"/hooks/trx" not in logged
 
 
 def test_settings_never_print_a_secret(settings: Settings) -> None:
