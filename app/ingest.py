@@ -8,6 +8,11 @@ Outages, decided here and documented in the README:
 - database down: 503 ``unavailable`` (the sender retries); nothing is acknowledged;
 - Redis down: dedupe falls through to SQL and the answer is still exact; the job is made by the
   sweep once Redis is back (``stale_after_s`` after receipt).
+
+Two records besides the receipts: a body that passed authentication but not parsing or the
+schema is kept as a ``rejected`` event (``app.rejections``; the answer stays the 400 or 422),
+and a duplicate whose body differs from the stored event's is kept as a conflict on that
+event (``app.store.conflicts``), once its answer is out.
 """
 
 from __future__ import annotations
@@ -30,12 +35,17 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
-from app.domain.errors import Unavailable
-from app.domain.payloads import ParsedEvent
+from app import metrics
+from app.domain.diff import field_diff
+from app.domain.errors import BadRequest, HookError, Unavailable, ValidationFailed
+from app.domain.payloads import ParsedEvent, decode_body
 from app.domain.signing import verify_hmac_sha256, verify_standard_webhook, verify_token
 from app.kinds import parse_event
+from app.rejections import RejectedKeeper
 from app.settings import SourceConfig
+from app.store import conflicts as conflict_store
 from app.store import events as event_store
+from app.store import rejected as rejected_store
 from app.store.db import read_only
 from app.store.dedupe import Claim, Dedupe, remember_committed
 from app.store.events import Receipt
@@ -172,8 +182,10 @@ class Ingestor:
         queue: EventQueue,
         batch_size: int = 200,
         linger_s: float = 0.02,
+        rejected: RejectedKeeper | None = None,
     ) -> None:
         self._engine = engine
+        self._rejected = rejected
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dedupe = dedupe
         self._queue = queue
@@ -183,6 +195,7 @@ class Ingestor:
         self._sending: set[asyncio.Task[None]] = set()
         self._parked: list[_Pending] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self._recording: set[asyncio.Task[None]] = set()
 
     async def receive(
         self,
@@ -196,16 +209,38 @@ class Ingestor:
         now: float,
     ) -> Outcome:
         """Parse and durably record a verified body. Raises ``BadRequest``, ``ValidationFailed``
-        or ``Unavailable``; returns whether it was a first receipt or a duplicate."""
-        parsed, row = parse_receipt(
-            source_name=source_name,
-            source=source,
-            body=body,
-            media=media,
-            headers=headers,
-            client_ip=client_ip,
-            now=now,
-        )
+        (the body is kept as a ``rejected`` event first, within the source's bounds) or
+        ``Unavailable``; returns whether it was a first receipt or a duplicate."""
+        try:
+            parsed, row = parse_receipt(
+                source_name=source_name,
+                source=source,
+                body=body,
+                media=media,
+                headers=headers,
+                client_ip=client_ip,
+                now=now,
+            )
+        except (BadRequest, ValidationFailed) as exc:
+            if self._rejected is not None:
+                reason = metrics.rejection_reason(exc.code)
+                await self._rejected.keep(
+                    rejected_row(
+                        source_name=source_name,
+                        source=source,
+                        body=body,
+                        media=media,
+                        headers=headers,
+                        client_ip=client_ip,
+                        now=now,
+                        error=exc,
+                    ),
+                    reason=reason,
+                    per_minute=source.rejected_per_minute,
+                    most=source.rejected_max,
+                    now=now,
+                )
+            raise
         pending = _Pending(
             source_name, parsed.idempotency_key, row, asyncio.get_running_loop().create_future()
         )
@@ -254,14 +289,20 @@ class Ingestor:
             raise
         window.flushing -= 1
         outcomes: list[Outcome | Exception] = []
+        conflicts: list[tuple[_Pending, str]] = []
         for pending in todo:
             receipt = receipts.get(pending.sql_key)
             if receipt is None:  # its row could not be stored: the sender retries
                 outcomes.append(Unavailable("the event could not be stored; retry later"))
                 continue
-            first = receipt.created and leaders[pending.sql_key] is pending
+            leader = leaders[pending.sql_key]
+            first = receipt.created and leader is pending
             if first:
                 window.ids.append(receipt.event_id)
+            else:
+                held = receipt.stored_sha256 or leader.row["body_sha256"]
+                if held != pending.row["body_sha256"]:
+                    conflicts.append((pending, receipt.event_id))
             outcomes.append(Outcome("accepted" if first else "duplicate", receipt.event_id))
         unstored = [
             (p.source, p.key, p.event_id)
@@ -275,6 +316,7 @@ class Ingestor:
             await self._send(window)  # full, or no linger: queued before the answers go out
         for pending, outcome in zip(todo, outcomes, strict=True):
             pending.resolve(outcome)
+        self._note_conflicts(conflicts)
 
     async def _confirm_known(self, batch: list[_Pending], claims: list[Claim]) -> list[_Pending]:
         """Answer ``duplicate`` for the receipts whose key Redis remembers and SQL holds (with
@@ -288,31 +330,84 @@ class Ingestor:
         known = {p.sql_key for p, c in zip(batch, claims, strict=True) if c.known_id is not None}
         if not known:
             return batch
-        held: dict[tuple[str, str], str] | None = None
+        held: dict[tuple[str, str], event_store.Stored] | None = None
         try:
-            held = await to_thread.run_sync(self._stored_ids, known)
+            held = await to_thread.run_sync(self._stored, known)
         except SQLAlchemyError as exc:
             log.error("ingest.confirm_failed", events=len(known), error=type(exc).__name__)
         todo: list[_Pending] = []
+        conflicts: list[tuple[_Pending, str]] = []
         for pending, claim in zip(batch, claims, strict=True):
             if claim.known_id is None:
                 todo.append(pending)
             elif held is None:
                 pending.resolve(Unavailable("the event could not be looked up; retry later"))
-            elif (event_id := held.get(pending.sql_key)) is not None:
-                pending.resolve(Outcome("duplicate", event_id))
+            elif (found := held.get(pending.sql_key)) is not None:
+                pending.resolve(Outcome("duplicate", found.event_id))
+                if found.body_sha256 != pending.row["body_sha256"]:
+                    conflicts.append((pending, found.event_id))
             else:
                 todo.append(pending)
         if held is not None and len(held) < len(known):
             log.warning("dedupe.not_in_database", events=len(known) - len(held))
+        self._note_conflicts(conflicts)
         return todo
 
-    def _stored_ids(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """In a worker thread: the ids SQL holds for ``keys``. Raises ``SQLAlchemyError``."""
+    def _stored(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], event_store.Stored]:
+        """In a worker thread: the ids and body hashes SQL holds for ``keys``. Raises
+        ``SQLAlchemyError``."""
         if self._engine.dialect.name != "postgresql":
             with Session(read_only(self._engine)) as session, session.begin():
-                return event_store.stored_ids(session, keys)
-        return self._autocommitted(lambda session: event_store.stored_ids(session, keys))
+                return event_store.stored(session, keys)
+        return self._autocommitted(lambda session: event_store.stored(session, keys))
+
+    # --- conflicts: the same key with another body, recorded once the answers are out -------
+
+    def _note_conflicts(self, conflicts: list[tuple[_Pending, str]]) -> None:
+        """Count the conflicts and record them in a task of their own: their senders have
+        their ``duplicate`` answers already, and the next flush need not wait."""
+        if not conflicts:
+            return
+        for pending, _ in conflicts:
+            metrics.child(metrics.CONFLICTS, pending.source).inc()
+        task = asyncio.create_task(self._record_conflicts(conflicts))
+        self._recording.add(task)
+        task.add_done_callback(self._recording.discard)
+
+    async def _record_conflicts(self, conflicts: list[tuple[_Pending, str]]) -> None:
+        try:
+            await to_thread.run_sync(self._write_conflicts, conflicts)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "ingest.conflict_not_recorded", events=len(conflicts), error=type(exc).__name__
+            )
+
+    def _write_conflicts(self, conflicts: list[tuple[_Pending, str]]) -> None:
+        """In a worker thread: one read of the stored bodies, then one insert-or-update per
+        conflicting body, in one transaction. Raises ``SQLAlchemyError``."""
+        with Session(self._engine) as session, session.begin():
+            stored = conflict_store.stored_bodies(session, sorted({e for _, e in conflicts}))
+            for pending, event_id in conflicts:
+                body, media = stored.get(event_id, (None, ""))
+                row = pending.row
+                conflict_store.record(
+                    session,
+                    {
+                        "event_id": event_id,
+                        "source": pending.source,
+                        "body_sha256": row["body_sha256"],
+                        "headers": row["headers"],
+                        "diff": orjson.dumps(
+                            field_diff(
+                                _decoded(body, media),
+                                decode_body(row["body"], row["content_type"]),
+                            )
+                        ).decode(),
+                        "first_at": row["received_at"],
+                        "last_at": row["received_at"],
+                    },
+                )
+                log.info("ingest.conflict", event_id=event_id, source=pending.source)
 
     async def _store(self, leaders: list[_Pending], job: str) -> dict[tuple[str, str], Receipt]:
         """Store the batch; if it fails for a reason other than the database being unreachable
@@ -427,6 +522,8 @@ class Ingestor:
                 await self._send(window)
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
 
 def parse_receipt(
@@ -457,6 +554,60 @@ def parse_receipt(
         origin=origin,
     )
     return parsed, row
+
+
+def _decoded(body: bytes | None, media: str) -> dict[str, Any] | None:
+    """A stored body decoded for comparison; ``None`` if it was pruned or no longer decodes."""
+    if body is None:
+        return None
+    try:
+        return decode_body(body, media)
+    except HookError:
+        return None
+
+
+def rejected_row(
+    *,
+    source_name: str,
+    source: SourceConfig,
+    body: bytes,
+    media: str,
+    headers: Mapping[str, str],
+    client_ip: str | None,
+    now: float,
+    error: BadRequest | ValidationFailed,
+) -> dict[str, Any]:
+    """The ``inbound_events`` row that keeps a callback the parser or the schema refused:
+    status ``rejected``, keyed by its body's hash, the refusal in ``last_error``."""
+    sha = hashlib.sha256(body).hexdigest()
+    if isinstance(error, ValidationFailed):
+        reason = f"422 {orjson.dumps(error.detail, default=str).decode()}"
+    else:
+        reason = f"400 {error.message}"
+    return {
+        "id": event_store.new_event_id(now),
+        "source": source_name,
+        "source_kind": source.kind,
+        "idempotency_key": rejected_store.key_of(sha),
+        "raw_type": "",
+        "event_type": None,
+        "status": rejected_store.STATUS,
+        "content_type": media,
+        "body": body,
+        "body_sha256": sha,
+        "headers": orjson.dumps(redact_headers(headers, source)).decode(),
+        "client_ip": client_ip,
+        "received_at": datetime.fromtimestamp(now, UTC),
+        "enqueued_at": None,
+        "queued_job": None,
+        "next_attempt_at": None,
+        "processed_at": None,
+        "attempts": 0,
+        "retry_base": 0,
+        "last_error": reason,
+        "body_pruned_at": None,
+        "origin": "push",
+    }
 
 
 def _row(

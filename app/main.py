@@ -26,6 +26,7 @@ from app.gctune import settle_heap
 from app.ingest import Ingestor
 from app.logconfig import configure_logging
 from app.middleware import BodyDeadline, RequestObserver
+from app.rejections import RejectedKeeper
 from app.responses import json_response
 from app.routes import admin, ledger
 from app.routes.errors import status_of
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             queue=runtime.events,
             batch_size=settings.processing.batch_size,
             linger_s=settings.processing.enqueue_linger_ms / 1000,
+            rejected=RejectedKeeper(engine=runtime.engine, redis=runtime.events.connection),
         )
         settle_heap()
         log.info("web.started", sources=sorted(settings.sources), config=settings.config_path)

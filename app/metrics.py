@@ -67,6 +67,19 @@ REJECTIONS = Counter(
     "too_large, unsupported_media_type, unknown_source).",
     ["source", "reason"],
 )
+REJECTED_KEPT = Counter(
+    "hookledger_rejected_kept",
+    "Authenticated callbacks refused by the parser or the schema, by source, reason "
+    "(bad_request, schema) and what became of the body: stored, already_kept (that body is "
+    "kept already), over_per_minute, over_max (a bound of the source was reached), "
+    "unavailable (the database or Redis did not answer).",
+    ["source", "reason", "outcome"],
+)
+CONFLICTS = Counter(
+    "hookledger_conflicts",
+    "Callbacks answered duplicate whose body differs from the stored event's, by source.",
+    ["source"],
+)
 EVENTS_PROCESSED = Counter(
     "hookledger_events_processed",
     "Events a worker finished an attempt on, by source and resulting status (processed, "
@@ -93,7 +106,8 @@ AUTH_THROTTLED = Counter(
 RETENTION_REMOVED = Counter(
     "hookledger_retention_removed",
     "What the sweeper's retention removed: raw bodies of applied events (bodies), event "
-    "attempts (attempts) and signal delivery log rows (deliveries).",
+    "attempts (attempts), signal delivery log rows (deliveries) and rejected callbacks "
+    "(rejected).",
     ["what"],
 )
 

@@ -223,6 +223,14 @@ def _add_dlq_parsers(sub: Any) -> None:
     p.add_argument("--all", action="store_true", help="every dead event matching the filters")
     _filters(p, status=False)
     p.add_argument(
+        "--status",
+        choices=("dead", "rejected"),
+        default="dead",
+        metavar="STATUS",
+        help="with --all: dead (the default: dead events and dead signals) or rejected "
+        "(rejected callbacks, parsed again under the current code and config)",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="list what would be replayed and its ledger effects"
     )
     p.add_argument("--reason", default=None, metavar="TEXT", help="why, as recorded")
@@ -389,7 +397,26 @@ def cmd_events_show(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> 
             f"{_PAD}{p['account_id']} {p['currency']} {p['amount']} (balance {p['balance']})",
             file=out,
         )
+    _print_conflicts(data["conflicts"], out)
     return 0
+
+
+def _print_conflicts(conflicts: Sequence[dict[str, Any]], out: TextIO) -> None:
+    """The other bodies sent under the event's key, each with the fields that differ."""
+    print("       conflicts:", file=out)
+    for c in conflicts:
+        print(
+            f"{_PAD}body {c['body_sha256']} sent {c['count']} time(s), "
+            f"{c['first_at'][:19]} to {c['last_at'][:19]}",
+            file=out,
+        )
+        diff = c["diff"]
+        for f in diff["fields"]:
+            print(f"{_PAD}  {f['field']}: {f['old']} -> {f['new']}", file=out)
+        if diff.get("more"):
+            print(f"{_PAD}  ... and {diff['more']} more field(s)", file=out)
+        if diff.get("note"):
+            print(f"{_PAD}  ({diff['note']})", file=out)
 
 
 def cmd_events_prune(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> int:
@@ -590,6 +617,9 @@ def cmd_dlq_replay(runtime: Runtime, args: argparse.Namespace, out: TextIO) -> i
                     file=out,
                 )
         done = sum(r.outcome in ("requeued", "would_replay") for r in results)
+        duplicates = sum(r.outcome == "duplicate" for r in results)
+        if duplicates:
+            print(f"{duplicates} rejected event(s) were duplicates of stored ones", file=out)
         verb = "would replay" if args.dry_run else "replayed"
         print(f"{verb} {done} of {len(results)} event(s)", file=out)
     return 1 if any(r.outcome == "error" for r in results) else 0

@@ -30,6 +30,7 @@ MAX_LIMIT = 500
 _OUTCOMES = {
     "requeued": "requeued; a worker will process it shortly",
     "already_applied": "already applied; nothing changed",
+    "duplicate": "a duplicate of a stored event (its idempotency key); not applied twice",
     "discarded": "discarded",
 }
 

@@ -245,7 +245,7 @@ async def discard_event(request: Request, runtime: Runtime, actor: str) -> dict[
 @admin
 async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) -> dict[str, Any]:
     body = await _json_body(request)
-    unknown = set(body) - {"source", "since", "until", "dry_run", "reason"}
+    unknown = set(body) - {"source", "since", "until", "dry_run", "reason", "status"}
     if unknown:
         raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     dry_run = body.get("dry_run", False)
@@ -254,8 +254,13 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     for name in ("source", "reason"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadInput(f"{name} must be a string")
+    status = body.get("status", "dead")
+    if status not in ("dead", "rejected"):
+        raise BadInput('status must be "dead" or "rejected"')
     since, until = _window(body.get("since"), body.get("until"))
-    flt = ops.EventFilter(source=body.get("source") or None, since=since, until=until)
+    flt = ops.EventFilter(
+        source=body.get("source") or None, status=status, since=since, until=until
+    )
     reason = body.get("reason")
 
     def run() -> list[service.Outcome]:
@@ -271,6 +276,9 @@ async def replay_dead_letters(request: Request, runtime: Runtime, actor: str) ->
     }
     if dry_run:
         data["effects"] = {r.event_id: r.effects for r in done}
+    duplicates = [r.as_dict() for r in results if r.outcome == "duplicate"]
+    if duplicates:
+        data["duplicates"] = duplicates
     errors = [r.as_dict() for r in results if r.outcome == "error"]
     if errors:
         data["errors"] = errors

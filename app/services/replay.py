@@ -3,6 +3,12 @@
 SQL first, then RQ: a replay commits the event back to ``received`` and only then queues its
 job; if queueing fails the sweep queues it later. A dry run applies the event inside a
 transaction that is rolled back, so it shows the exact postings a replay would make.
+
+A rejected event (kept because parsing or the schema refused it) is parsed again under the
+current code and config: if it passes it takes the idempotency key and event type it parses
+to and goes the normal way, keeping its receipt time; if its source holds that key already
+(the counterpart sent a valid version since) it is a ``duplicate`` of that event, recorded
+and not applied; if it still fails, the replay is refused with the new reason.
 """
 
 from __future__ import annotations
@@ -17,13 +23,15 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from app.domain.errors import HookError, PermanentError
+from app.domain.errors import BadRequest, HookError, PermanentError, ValidationFailed
 from app.domain.money import exact
+from app.domain.payloads import ParsedEvent
 from app.kinds import parse_event
 from app.runtime import Runtime
 from app.services.apply import ApplyContext, apply_event
 from app.store import events as event_store
 from app.store import ops
+from app.store import rejected as rejected_store
 from app.store import signals as signal_store
 from app.store.db import read_only, utcnow
 from app.store.journal import flush_ledger
@@ -35,7 +43,7 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Outcome:
     event_id: str
-    outcome: str  # requeued | already_applied | would_replay | discarded | error
+    outcome: str  # requeued | already_applied | duplicate | would_replay | discarded | error
     message: str = ""
     effects: list[dict[str, Any]] = field(default_factory=list)
 
@@ -87,15 +95,80 @@ def _replay(runtime: Runtime, event_id: str, *, actor: str, reason: str | None) 
             with contextlib.suppress(RedisError, OSError):  # else the sweep queues it
                 runtime.events.enqueue_signal(signal_id)
         return Outcome(event_id, outcome)
+    message = ""
     with Session(runtime.engine) as session, session.begin():
-        outcome = ops.replay(session, event_id, actor=actor, reason=reason, now=utcnow())
+        row = event_store.lock_event(session, event_id)
+        if row is not None and _is_rejected(row):
+            outcome, message = _accept_rejected(runtime, session, row, actor=actor, reason=reason)
+        else:
+            outcome = ops.replay(session, event_id, actor=actor, reason=reason, now=utcnow())
     if outcome == "requeued":
         try:
             runtime.events.enqueue(event_id, again=True)
         except (RedisError, OSError) as exc:
             log.warning("replay.enqueue_failed", event_id=event_id, error=type(exc).__name__)
     log.info("event.replayed", event_id=event_id, outcome=outcome, actor=actor)
-    return Outcome(event_id, outcome)
+    return Outcome(event_id, outcome, message)
+
+
+def _is_rejected(row: InboundEvent) -> bool:
+    """Kept as rejected and not since given a real key (a discarded one included)."""
+    return row.status not in event_store.APPLIED and rejected_store.is_rejected_key(
+        row.idempotency_key
+    )
+
+
+def _refusal(exc: BadRequest | ValidationFailed) -> str:
+    if isinstance(exc, ValidationFailed):
+        return f"422 {orjson.dumps(exc.detail, default=str).decode()}"
+    return f"400 {exc.message}"
+
+
+def _reparse(runtime: Runtime, row: InboundEvent) -> tuple[str, ParsedEvent]:
+    """Parse a rejected event under the current code and its source's current config;
+    return the source kind and the event. Raises ``ops.Conflict`` saying why it cannot."""
+    if row.body_pruned_at is not None:
+        raise ops.Conflict(f"event {row.id} cannot be replayed: its raw body was pruned")
+    source = runtime.settings.sources.get(row.source)
+    if source is None:
+        raise ops.Conflict(
+            f"event {row.id} cannot be replayed: source {row.source!r} is no longer configured"
+        )
+    try:
+        return source.kind, parse_event(source.kind, row.body, row.content_type)
+    except (BadRequest, ValidationFailed) as exc:
+        raise ops.Conflict(f"event {row.id} is still refused: {_refusal(exc)}") from exc
+
+
+def _accept_rejected(
+    runtime: Runtime, session: Session, row: InboundEvent, *, actor: str, reason: str | None
+) -> tuple[str, str]:
+    """Replay a locked rejected event: ``requeued`` (parsed, now ``received``; the caller
+    queues it after the commit) or ``duplicate`` (its key is another event's), with a
+    message. Raises ``ops.Conflict`` when it still does not parse."""
+    now = utcnow()
+    kind, parsed = _reparse(runtime, row)
+    other = rejected_store.accept(
+        session,
+        row,
+        key=parsed.idempotency_key[:300],
+        raw_type=parsed.raw_type[:64],
+        event_type=parsed.event,
+        source_kind=kind,
+        now=now,
+    )
+    if other is None:
+        ops.record_action(
+            session, row.id, "replay", "requeued", actor=actor, reason=reason, now=now
+        )
+        return "requeued", ""
+    # The valid version the counterpart sent since is the event; this one must not apply too.
+    row.status = "discarded"
+    row.last_error = f"a duplicate of {other}, which has its idempotency key"
+    session.add(row)
+    note = f"{reason + ' ' if reason else ''}[duplicate of {other}]"
+    ops.record_action(session, row.id, "replay", "duplicate", actor=actor, reason=note, now=now)
+    return "duplicate", f"a duplicate of {other}"
 
 
 def discard(runtime: Runtime, event_id: str, *, actor: str, reason: str) -> Outcome:
@@ -146,8 +219,16 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
         source = runtime.settings.sources.get(row.source)
         if source is None:
             return Outcome(event_id, "error", f"source {row.source!r} is no longer configured")
+        rejected = _is_rejected(row)
         try:
-            parsed = parse_event(row.source_kind, row.body, row.content_type)
+            parsed = parse_event(
+                source.kind if rejected else row.source_kind, row.body, row.content_type
+            )
+            if rejected:
+                key = (row.source, parsed.idempotency_key[:300])
+                other = event_store.stored_ids(session, [key]).get(key)
+                if other is not None:
+                    return Outcome(event_id, "duplicate", f"would be a duplicate of {other}")
             ctx = ApplyContext(
                 account_id=parsed.account_id or source.account_id,
                 quote_currencies=runtime.settings.file.ledger.quote_currencies,
@@ -157,6 +238,8 @@ def preview(runtime: Runtime, event_id: str) -> Outcome:
                 status = apply_event(session, row, parsed, ctx)
             flush_ledger(session, ctx.now)
             session.flush()
+        except (BadRequest, ValidationFailed) as exc:
+            return Outcome(event_id, "error", f"would fail: {_refusal(exc)}")
         except (HookError, PermanentError) as exc:
             return Outcome(event_id, "error", f"would fail: {exc}")
         except ArithmeticError:  # its text is a list of decimal signal classes: say it in words
@@ -203,8 +286,11 @@ def replay_many(
 
 
 def dead_letter_ids(runtime: Runtime, flt: ops.EventFilter) -> list[str]:
-    """Dead events, then dead signals (``sig_N``), matching ``flt``."""
+    """Dead events, then dead signals (``sig_N``), matching ``flt``; with ``flt.status``
+    ``rejected``, the rejected events instead (there are no rejected signals)."""
     with Session(read_only(runtime.engine)) as session:
+        if flt.status == rejected_store.STATUS:
+            return ops.dead_letters(session, flt, status=rejected_store.STATUS)
         events = ops.dead_letters(session, flt)
         signals = signal_store.list_signals(
             session,

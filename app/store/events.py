@@ -1,7 +1,9 @@
 """The inbound event log: durable receipt, status changes, and what the sweep must re-queue.
 
 Statuses: ``received`` -> ``processed`` | ``unhandled`` | ``retrying`` -> ... -> ``dead``;
-``discarded`` is set by ops. ``FINAL`` statuses are never processed again.
+``discarded`` is set by ops; ``rejected`` is a callback that passed authentication but not
+parsing or the schema, kept for ops and never queued (a replay that parses it makes it
+``received``). ``FINAL`` statuses are never processed again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from sqlmodel import Session, col
@@ -19,7 +21,7 @@ from sqlmodel import Session, col
 from app.store.db import BulkInsert, run_driver_sql
 from app.store.models import EventAttempt, InboundEvent, Signal, table_of
 
-FINAL = frozenset({"processed", "unhandled", "dead", "discarded"})
+FINAL = frozenset({"processed", "unhandled", "dead", "discarded", "rejected"})
 APPLIED = frozenset({"processed", "unhandled"})
 PENDING = ("received", "retrying")
 
@@ -34,6 +36,14 @@ def new_event_id(now: float | None = None) -> str:
 class Receipt:
     event_id: str
     created: bool
+    stored_sha256: str | None = None  # the stored body's hash when another call stored it
+
+
+class Stored(NamedTuple):
+    """What SQL holds under one (source, idempotency key)."""
+
+    event_id: str
+    body_sha256: str
 
 
 def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], Receipt]:
@@ -60,10 +70,10 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
     if returned is None:  # SQLite: no RETURNING from executemany; ask which ids are ours
         ours = [row["id"] for row in rows]
         returned = list(session.execute(select(table.c.id).where(_any(table.c.id, ours))))
-    stored = {event_id for (event_id,) in returned}
+    inserted = {event_id for (event_id,) in returned}
     receipts: dict[tuple[str, str], Receipt] = {}
     for row in rows:
-        if row["id"] in stored:
+        if row["id"] in inserted:
             receipts[(row["source"], row["idempotency_key"])] = Receipt(row["id"], True)
     missing = {(r["source"], r["idempotency_key"]) for r in rows} - receipts.keys()
     if missing:
@@ -74,16 +84,26 @@ def insert_many(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str,
             first_ids.setdefault((row["source"], row["idempotency_key"]), row["id"])
         receipts.update(
             {
-                sql_key: Receipt(event_id, event_id == first_ids[sql_key])
-                for sql_key, event_id in stored_ids(session, missing).items()
+                sql_key: Receipt(found.event_id, found.event_id == first_ids[sql_key])
+                if found.event_id == first_ids[sql_key]
+                else Receipt(found.event_id, False, found.body_sha256)
+                for sql_key, found in stored(session, missing).items()
             }
         )
     return receipts
 
 
 def stored_ids(session: Session, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """The stored event id of each (source, idempotency key) in ``keys`` that SQL holds; keys
-    it does not hold are left out. One statement that looks each key up in the unique index,
+    """The stored event id of each (source, idempotency key) in ``keys`` that SQL holds (see
+    ``stored``)."""
+    return {sql_key: found.event_id for sql_key, found in stored(session, keys).items()}
+
+
+def stored(session: Session, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], Stored]:
+    """The stored event id and body hash of each (source, idempotency key) in ``keys`` that SQL
+    holds; keys it does not hold are left out. The hash tells a redelivery from a conflict
+    (the same key with another body) without another query. One statement that looks each
+    key up in the unique index,
     run as driver SQL in the session's transaction: it is on the receipt path, where
     SQLAlchemy's expanding ``IN`` would cost the client about three times the CPU.
 
@@ -110,14 +130,14 @@ def stored_ids(session: Session, keys: Collection[tuple[str, str]]) -> dict[tupl
         )
         flat = tuple(v for source, names in by_source.items() for v in (source, *names))
         found = list(connection.exec_driver_sql(_STORED_SQLITE + where, flat))
-    return {(source, key): event_id for event_id, source, key in found or ()}
+    return {(source, key): Stored(event_id, sha) for event_id, source, key, sha in found or ()}
 
 
 _STORED_PG = (
-    "SELECT id, source, idempotency_key FROM inbound_events WHERE (source, idempotency_key)"
-    " IN (SELECT * FROM unnest({m}::varchar[], {m}::varchar[]))"
+    "SELECT id, source, idempotency_key, body_sha256 FROM inbound_events"
+    " WHERE (source, idempotency_key) IN (SELECT * FROM unnest({m}::varchar[], {m}::varchar[]))"
 )
-_STORED_SQLITE = "SELECT id, source, idempotency_key FROM inbound_events WHERE "
+_STORED_SQLITE = "SELECT id, source, idempotency_key, body_sha256 FROM inbound_events WHERE "
 
 
 def _any(column: Any, values: list[str]) -> Any:

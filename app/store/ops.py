@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlmodel import Session, col
 
 from app.errors import HookledgerError
+from app.store import conflicts as conflict_store
 from app.store import events as event_store
 from app.store.models import (
     EventAction,
@@ -29,8 +30,8 @@ from app.store.models import (
     SignalAttempt,
 )
 
-STATUSES = ("received", "processed", "unhandled", "retrying", "dead", "discarded")
-REPLAYABLE = frozenset({"received", "retrying", "dead", "discarded"})
+STATUSES = ("received", "processed", "unhandled", "retrying", "dead", "discarded", "rejected")
+REPLAYABLE = frozenset({"received", "retrying", "dead", "discarded", "rejected"})
 
 
 class OpsError(HookledgerError):
@@ -116,7 +117,8 @@ def detail(
     session: Session, event_id: str, counters: Sequence[EffectCounter] = ()
 ) -> dict[str, Any]:
     """Everything about one event: raw body, redacted headers, attempts, actions, effects
-    (with the rows each of ``counters`` counts: ``app.kinds.effect_counters()``)."""
+    (with the rows each of ``counters`` counts: ``app.kinds.effect_counters()``) and the
+    conflicting bodies sent under its key."""
     row = session.get(InboundEvent, event_id)
     if row is None:
         raise NotFound(f"no event {event_id}")
@@ -158,6 +160,7 @@ def detail(
             for a in actions
         ],
         "effects": effects(session, event_id, counters),
+        "conflicts": conflict_store.of_event(session, event_id),
     }
 
 
@@ -259,11 +262,14 @@ def discard(session: Session, event_id: str, *, actor: str, reason: str, now: da
     return "discarded"
 
 
-def dead_letters(session: Session, flt: EventFilter, *, limit: int = 100_000) -> list[str]:
-    """Ids of dead events matching ``flt``, oldest first."""
+def dead_letters(
+    session: Session, flt: EventFilter, *, limit: int = 100_000, status: str = "dead"
+) -> list[str]:
+    """Ids of events of ``status`` (dead letters, or ``rejected``) matching ``flt``'s source
+    and times, oldest first."""
     where = [
         *EventFilter(flt.source, None, flt.since, flt.until).clauses(),
-        col(InboundEvent.status) == "dead",
+        col(InboundEvent.status) == status,
     ]
     stmt = select(col(InboundEvent.id)).where(*where).order_by(col(InboundEvent.id)).limit(limit)
     return list(session.execute(stmt).scalars())

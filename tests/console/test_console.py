@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
@@ -548,3 +549,30 @@ def test_oversized_or_odd_forms_are_refused_before_anything_happens(ops, runtime
     nul = post_form(ops, discard, {"reason": "a\x00b"}, page=page)
     assert nul.status_code == 400
     assert event(runtime.engine, event_id).status == "dead"
+
+
+def test_rejected_events_are_searchable_and_replayable_and_conflicts_are_shown(ops, runtime):
+    bad = b'{"order-id": 1, "created-at": "yesterday"}'
+    assert ops.post("/hooks/htx-main", content=bad, headers=htx_headers(bad)).status_code == 422
+    first = post_htx(ops, htx_update(77, "filled", "0.03", "1260", "0.00006")).json()
+    conflicting = htx_update(77, "filled", "0.03", "1261", "0.00006")
+    assert post_htx(ops, conflicting).json()["status"] == "duplicate"
+
+    listing = ops.get("/console/events?status=rejected")
+    assert listing.status_code == 200
+    assert '<option value="rejected" selected>' in listing.text
+    [rejected_id] = re.findall(r"/console/events/(evt_[0-9a-f]+)", listing.text)
+    page = ops.get(f"/console/events/{rejected_id}")
+    assert "status-rejected" in page.text
+    assert "created-at" in html.unescape(page.text)  # the schema's reason, in Last error
+    assert f"/console/events/{rejected_id}/replay" in page.text
+    refused = post_form(ops, f"/console/events/{rejected_id}/replay", {}, page=page.text)
+    assert refused.status_code in (303, 409)
+    assert event(runtime.engine, rejected_id).status == "rejected"
+
+    for _ in range(100):  # the conflict is written once the duplicate answer is out
+        shown = html.unescape(ops.get(f"/console/events/{first['event_id']}").text)
+        if 'filled-cash-amount: "1260" → "1261"' in shown:
+            break
+        time.sleep(0.02)
+    assert 'filled-cash-amount: "1260" → "1261"' in shown

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlmodel import col
 
 from app.store.models import InboundEvent
 from tests.support import count, htx_update
@@ -116,7 +117,9 @@ def test_each_refusal_is_a_400_that_names_the_problem(
         if needle:
             assert needle in message, message
         assert "utf-8-sig" not in message
-    assert count(runtime.engine, InboundEvent) == 0
+    # Both bodies passed authentication: each is kept for ops as rejected, nothing else.
+    assert count(runtime.engine, InboundEvent) == 2
+    assert count(runtime.engine, InboundEvent, col(InboundEvent.status) != "rejected") == 0
 
 
 def test_a_duplicate_key_is_refused_even_where_text_looks_like_keys(client, runtime):

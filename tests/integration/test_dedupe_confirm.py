@@ -64,7 +64,7 @@ def test_a_key_redis_remembers_but_the_database_lost_is_stored_as_new_and_applie
 def test_only_a_batch_with_keys_redis_knew_looks_them_up(client, runtime, monkeypatch):
     """A new receipt costs an insert and no lookup; a redelivery one lookup and no insert."""
     calls: list[str] = []
-    for name in ("stored_ids", "insert_many"):
+    for name in ("stored", "insert_many"):
         original = getattr(event_store, name)
 
         def counted(*args, _name=name, _original=original):
@@ -81,7 +81,7 @@ def test_only_a_batch_with_keys_redis_knew_looks_them_up(client, runtime, monkey
     assert first["status"] == "accepted"
     assert new_receipt == ["insert_many"]
     assert again == {"status": "duplicate", "event_id": first["event_id"]}
-    assert calls == ["stored_ids"]
+    assert calls == ["stored"]
 
 
 def test_a_batch_of_new_lost_and_duplicate_keys_answers_each_exactly(client, runtime):
@@ -183,14 +183,14 @@ def test_a_lost_key_another_web_process_stores_first_is_a_duplicate_of_its_recei
 
             monkeypatch.setattr(Dedupe, "claim_many", claim_then_b)
         else:
-            stored_ids = event_store.stored_ids
+            stored = event_store.stored
 
             def lookup_then_b(session, keys):
-                found = stored_ids(session, keys)
+                found = stored(session, keys)
                 web_b_takes_it()
                 return found
 
-            monkeypatch.setattr(event_store, "stored_ids", lookup_then_b)
+            monkeypatch.setattr(event_store, "stored", lookup_then_b)
 
         answer_a = post_htx(web_a, payload).json()
 
