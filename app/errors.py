@@ -34,6 +34,7 @@ catching it catches all of them, and nothing else (a bug stays a bug):
     │                                (or a rate limit, 5xx, a timeout)
     ├── NotPullable                  a source asked to pull cannot          app.services.pull
     ├── StartFailed                  ``hookledger up`` could not start      app.supervisor
+    ├── JournalError                 a journal export cannot be truthful    app.journals
     ├── SchemaMismatch               the database is not at the code's      app.store.schema
     │                                schema revision (behind, ahead, none)
     └── DependencyDown               Redis or the database did not answer

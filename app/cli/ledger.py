@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, TextIO
 
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app import kinds
 from app.exports import csv_chunks
+from app.journals import FORMATS, JournalError, write_journal
 from app.responses import dumps
 from app.settings import Settings
 from app.store import ledger as queries
 from app.store.db import make_engine, read_only
+from app.store.models import JournalEntry, LedgerPosting
 from app.timeparse import DAY_FORMATS, parse_day
 
 
@@ -70,6 +75,11 @@ def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     )
     progress = _Progress(sys.stderr)
     engine = make_engine(settings.database_url)
+    if args.format in FORMATS:
+        try:
+            return _journal(engine, args, out, progress)
+        finally:
+            engine.dispose()
     try:
         with Session(read_only(engine)) as session:
             rows = (queries.posting_row(p) for p in queries.iter_postings(session, flt))
@@ -86,6 +96,58 @@ def export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
         engine.dispose()
     out.flush()
     progress.done()
+    return 0
+
+
+def _journal(engine: Engine, args: argparse.Namespace, out: TextIO, progress: _Progress) -> int:
+    """Write the journal; exit 1 if a whole-ledger export's balances differ from the ledger's
+    balance rows (the ledger itself is then wrong: run ``hookledger ledger verify``)."""
+    start, end = args.from_date, args.to_date
+    wanted = queries.EntryFilter(account=args.account, from_date=start.seconds, to_date=end.seconds)
+    if engine.dialect.name == "postgresql":
+        # One snapshot for every query: opening sums, entries and balance rows agree.
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    with Session(read_only(engine)) as session:
+        before = queries.EntryFilter(account=args.account, to_date=start.seconds - 1)
+        opening = queries.entry_sums(session, before)
+        first = queries.first_use(session, replace(wanted, from_date=None))
+
+        def entries() -> Iterator[tuple[JournalEntry, list[LedgerPosting]]]:
+            for item in queries.iter_entries(session, wanted):
+                progress.tick()
+                yield item
+
+        try:
+            final = write_journal(
+                out,
+                args.format,
+                entries(),
+                first_use=first,
+                opening=opening,
+                opening_date=start.seconds,
+            )
+        except JournalError as exc:
+            print(f"hookledger: {exc}", file=sys.stderr)
+            return 1
+        out.flush()
+        progress.done()
+        last = queries.last_entry_date(session)
+        if args.account is not None or (last is not None and last > end.seconds):
+            return 0  # not the whole ledger: the balance rows are not its final balances
+        kept = queries.balance_rows(session)
+    zero = Decimal(0)
+    wrong = [
+        f"{account} {currency}: entries sum to {final.get((account, currency), zero)}, "
+        f"balance row says {kept.get((account, currency), zero)}"
+        for account, currency in sorted(set(final) | set(kept))
+        if final.get((account, currency), zero) != kept.get((account, currency), zero)
+    ]
+    if wrong:
+        print("hookledger: the journal's balances differ from the ledger's:", file=sys.stderr)
+        for line in wrong:
+            print(f"  - {line}", file=sys.stderr)
+        print("the ledger is inconsistent: run `hookledger ledger verify`", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -116,14 +178,20 @@ def add_parser(sub: Any) -> None:
     ledger = sub.add_parser(
         "ledger",
         help="export or verify the ledger",
-        description="Export customer transactions, or check every ledger invariant.",
+        description="Export customer transactions or journals, or check every ledger invariant.",
     )
     verbs = ledger.add_subparsers(dest="ledger_command", required=True, metavar="VERB")
     p = verbs.add_parser(
         "export",
-        help="write customer transactions as CSV or JSON",
+        help="write customer transactions (CSV, JSON) or a journal (beancount, hledger)",
         description="Write the customer transactions of a date range (on their date, UTC), "
-        "as GET /account/v1/transactions returns them, in posting order.",
+        "as GET /account/v1/transactions returns them, in posting order; or, with --format "
+        "beancount or hledger, a journal of the entries dated in the range, in (date, entry id) "
+        "order, each whole (every leg, customer and counterpart), after one opening transaction "
+        "carrying the balances of the earlier entries, with a balance assertion per account "
+        "and currency at the end of each day. A journal of the whole ledger (no --account, "
+        "--to at or after the last entry) is checked against the ledger's balance rows: "
+        "exit 1 if they differ.",
     )
     p.add_argument(
         "--from",
@@ -145,9 +213,15 @@ def add_parser(sub: Any) -> None:
         "--account",
         default=None,
         metavar="ACCOUNT",
-        help="only this customer account (default: every one)",
+        help="only this customer account (default: every one); for a journal, every entry "
+        "with a posting of this account (customer or counterpart id), with all its legs",
     )
-    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument(
+        "--format",
+        choices=("csv", "json", *FORMATS),
+        default="csv",
+        help="csv (default), json, beancount or hledger",
+    )
     p.add_argument(
         "--output",
         "-o",

@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlmodel import Session, col
 
 from app.domain.money import exact
-from app.store.models import LedgerPosting
+from app.store.models import AccountBalance, JournalEntry, LedgerPosting
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,103 @@ def postings_of_events(session: Session, event_ids: Sequence[str]) -> list[Ledge
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """Journal entries dated in ``[from_date, to_date]`` (Unix seconds, either end open when
+    None); with ``account``, only the entries with a posting of that account, whole."""
+
+    account: str | None = None
+    from_date: int | None = None
+    to_date: int | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        e = JournalEntry
+        where: list[ColumnElement[bool]] = []
+        if self.account is not None:
+            touching = select(col(LedgerPosting.entry_id)).where(
+                col(LedgerPosting.account_id) == self.account
+            )
+            where.append(col(e.id).in_(touching))
+        if self.from_date is not None:
+            where.append(col(e.date) >= self.from_date)
+        if self.to_date is not None:
+            where.append(col(e.date) <= self.to_date)
+        return where
+
+
+def iter_entries(
+    session: Session, flt: EntryFilter, *, batch: int = 500
+) -> Iterator[tuple[JournalEntry, list[LedgerPosting]]]:
+    """Every matching entry with all its postings (in id order), ordered by ``(date, id)``,
+    fetched in keyset batches so a large ledger streams."""
+    e = JournalEntry
+    last: tuple[int, int] | None = None
+    while True:
+        where = flt.clauses()
+        if last is not None:
+            where.append(
+                or_(col(e.date) > last[0], and_(col(e.date) == last[0], col(e.id) > last[1]))
+            )
+        entries = list(
+            session.execute(
+                select(e).where(*where).order_by(col(e.date), col(e.id)).limit(batch)
+            ).scalars()
+        )
+        if not entries:
+            return
+        legs: dict[int, list[LedgerPosting]] = {x.id: [] for x in entries if x.id is not None}
+        for p in session.execute(
+            select(LedgerPosting)
+            .where(col(LedgerPosting.entry_id).in_(list(legs)))
+            .order_by(col(LedgerPosting.id))
+        ).scalars():
+            legs[p.entry_id].append(p)
+        for x in entries:
+            assert x.id is not None
+            yield x, legs[x.id]
+            last = (x.date, x.id)
+        session.expunge_all()  # a stream: keep the identity map from growing with it
+
+
+def first_use(session: Session, flt: EntryFilter) -> dict[str, int]:
+    """The earliest ``date`` each account has a posting in the matching entries."""
+    rows = session.execute(
+        select(col(LedgerPosting.account_id), func.min(col(LedgerPosting.date)))
+        .join(JournalEntry, col(JournalEntry.id) == col(LedgerPosting.entry_id))
+        .where(*flt.clauses())
+        .group_by(col(LedgerPosting.account_id))
+    ).all()
+    return {str(account): int(day) for account, day in rows}
+
+
+def entry_sums(session: Session, flt: EntryFilter) -> dict[tuple[str, str], Decimal]:
+    """The sum per (account, currency) of the postings of the matching entries, added exactly
+    in Python (SQLite would sum in floating point)."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    with exact():
+        for _, legs in iter_entries(session, flt):
+            for p in legs:
+                key = (p.account_id, p.currency)
+                totals[key] = totals.get(key, Decimal(0)) + p.amount
+    return totals
+
+
+def last_entry_date(session: Session) -> int | None:
+    """The latest entry ``date`` in the ledger (None when it is empty)."""
+    value = session.execute(select(func.max(JournalEntry.date))).scalar_one()
+    return None if value is None else int(value)
+
+
+def balance_rows(session: Session) -> dict[tuple[str, str], Decimal]:
+    """Every ``account_balances`` row: the balance per (account, currency) the writer kept."""
+    return {
+        (b.account_id, b.currency): b.balance
+        for b in session.execute(select(AccountBalance)).scalars()
+    }
+
+
 __all__ = [
+    "EntryFilter",
     "PostingFilter",
     "balances_as_of",
     "iter_postings",
