@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Inexact, InvalidOperation, Overflow, Underflow
 
 import structlog
@@ -33,7 +33,7 @@ from app.runtime import Runtime, get_runtime
 from app.services.apply import ApplyContext, aggregate_of, apply_event, lock_aggregates
 from app.services.outbox import write_signals
 from app.store import events as event_store
-from app.store.db import utcnow
+from app.store.db import as_utc, utcnow
 from app.store.journal import flush_ledger, ledger_writer
 from app.store.models import InboundEvent
 from app.store.queue import is_batch
@@ -356,12 +356,12 @@ def mark_dead_after_outage(
             return False
         if row.queued_job is not None and row.queued_job not in {job_name, *took}:
             return False
-        if job_enqueued_at is not None and row.enqueued_at is not None:
-            queued = (
-                job_enqueued_at if job_enqueued_at.tzinfo else job_enqueued_at.replace(tzinfo=UTC)
-            )
-            if row.enqueued_at > queued:
-                return False
+        if (
+            job_enqueued_at is not None
+            and row.enqueued_at is not None
+            and row.enqueued_at > as_utc(job_enqueued_at)
+        ):
+            return False
         now = utcnow()
         row.attempts += attempts
         row.status = "dead"

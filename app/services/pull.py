@@ -40,7 +40,7 @@ from app.runtime import Runtime
 from app.services import gaps as gap_service
 from app.settings import PullConfig, Settings, SourceConfig
 from app.signals.net import BlockedTarget, GuardedTransport, Unresolvable
-from app.store.db import insert_ignore, read_only, utcnow
+from app.store.db import as_utc, insert_ignore, read_only, utcnow
 from app.store.models import PullState, table_of
 
 log = structlog.get_logger(__name__)
@@ -99,7 +99,7 @@ def due_idents(engine: Engine, settings: Settings, name: str, *, now: datetime) 
     for gap in found:
         state = states.get(gap.ident)
         nxt = None if state is None else state.next_attempt_at
-        if nxt is None or _aware(nxt) <= now:
+        if nxt is None or as_utc(nxt) <= now:
             due.append(gap.ident)
     return due
 
@@ -257,9 +257,3 @@ def run_forever(runtime: Runtime, stop: threading.Event) -> None:
             except (SQLAlchemyError, HookledgerError, OSError) as exc:
                 log.warning("pull.failed", source=name, error=type(exc).__name__)
         stop.wait(max(0.05, min(next_at.values()) - time.monotonic()))
-
-
-def _aware(when: datetime) -> datetime:
-    from datetime import UTC
-
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

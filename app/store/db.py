@@ -275,3 +275,8 @@ def _bare_type(column: Any, dialect: Dialect) -> str:
 def utcnow() -> datetime:
     """Aware UTC: every timestamp column stores UTC."""
     return datetime.now(UTC)
+
+
+def as_utc(when: datetime) -> datetime:
+    """``when`` as an aware datetime: a naive one (as SQLite may hand back) is UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -8,13 +8,14 @@ the number of open orders, not of all orders.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, text
 from sqlmodel import Session, col
 
 from app.kinds.base import Gap
 from app.kinds.htx.tables import Order
+from app.store.db import as_utc
 
 _OPEN = text("orders.state NOT IN ('filled', 'canceled', 'partial-canceled', 'rejected')")
 KIND = "htx"
@@ -37,13 +38,9 @@ def open_orders(
             kind=KIND,
             ident=order.order_id,
             what="order not final",
-            since=_aware(order.updated_at) + timedelta(seconds=gap_after_s),
+            since=as_utc(order.updated_at) + timedelta(seconds=gap_after_s),
             state=order.state,
             account_id=order.account_id,
         )
         for order in rows
     ]
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

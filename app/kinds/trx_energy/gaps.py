@@ -18,6 +18,7 @@ from sqlmodel import Session, col
 
 from app.kinds.base import Gap
 from app.kinds.trx_energy.tables import RentalOrder
+from app.store.db import as_utc
 
 _CREATED = text("rental_orders.status = 0")
 KIND = "trx-energy"
@@ -65,6 +66,4 @@ def _due(rental: RentalOrder, gap_after_s: float) -> datetime:
     if rental.platform_ts_ms is not None:
         term = gap_after_s if rental.order_time_s is None else rental.order_time_s
         return datetime.fromtimestamp(rental.platform_ts_ms / 1000, UTC) + timedelta(seconds=term)
-    updated = rental.updated_at
-    aware = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
-    return aware + timedelta(seconds=gap_after_s)
+    return as_utc(rental.updated_at) + timedelta(seconds=gap_after_s)
